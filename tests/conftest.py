@@ -1,0 +1,39 @@
+"""Shared fixtures. Every test session gets its own cache and runs folders, so nothing leaks into ~/.cache."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_sqlsft_dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("sqlsft-home")
+    saved = {k: os.environ.get(k) for k in ("SQLSFT_CACHE_DIR", "SQLSFT_RUNS_DIR", "WANDB_MODE", "HF_HUB_DISABLE_TELEMETRY")}
+    os.environ["SQLSFT_CACHE_DIR"] = str(base / "cache")
+    os.environ["SQLSFT_RUNS_DIR"] = str(base / "runs")
+    os.environ["WANDB_MODE"] = "disabled"
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    yield base
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A randomly initialised tiny Gemma 3 with a small tokenizer and Gemma's chat template."""
+    from tests.tiny_model import build_tiny_gemma
+
+    return build_tiny_gemma(tmp_path_factory.mktemp("tiny-gemma"))
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave files worth looking at (screenshots, reports): test-artifacts/ in the repo."""
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    return ARTIFACTS_DIR
