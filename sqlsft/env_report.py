@@ -63,7 +63,9 @@ def wandb_status() -> str:
     if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
         return "logged in (~/.netrc)"
     mode = os.environ.get("WANDB_MODE")
-    return "not logged in" + (f" (WANDB_MODE={mode})" if mode else " (run `wandb login` or set WANDB_API_KEY)")
+    return "not logged in" + (
+        f" (WANDB_MODE={mode})" if mode else " (run `wandb login` or set WANDB_API_KEY)"
+    )
 
 
 def hub_status(timeout: float = 3.0) -> str:
@@ -74,7 +76,9 @@ def hub_status(timeout: float = 3.0) -> str:
 
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     try:
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/api/whoami-v2", method="HEAD"), timeout=timeout)
+        urllib.request.urlopen(
+            urllib.request.Request(f"{endpoint}/api/whoami-v2", method="HEAD"), timeout=timeout
+        )
         return f"reachable ({endpoint})"
     except urllib.error.HTTPError:
         return f"reachable ({endpoint})"  # an HTTP answer, even 401, means the hub is there

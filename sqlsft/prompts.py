@@ -77,7 +77,9 @@ def load_templates(template: str | Path | None = None) -> PromptTemplates:
     for role in TEMPLATE_ROLES:
         path = folder / f"{role}.jinja"
         if not path.is_file():
-            raise SqlsftError(f"Template folder {folder} has no {role}.jinja.", "It needs system, user and assistant.")
+            raise SqlsftError(
+                f"Template folder {folder} has no {role}.jinja.", "It needs system, user and assistant."
+            )
         source = path.read_text(encoding="utf-8")
         try:
             compiled[role] = env.from_string(source)
@@ -96,7 +98,9 @@ def template_variables(row: dict[str, Any]) -> dict[str, Any]:
     return variables
 
 
-def prompt_messages(templates: PromptTemplates, sql_prompt: str, sql_context: str, **extra: Any) -> list[dict]:
+def prompt_messages(
+    templates: PromptTemplates, sql_prompt: str, sql_context: str, **extra: Any
+) -> list[dict]:
     """The [system, user] messages for a question and its schema: what a served model is asked."""
     variables = template_variables({"sql_prompt": sql_prompt, "sql_context": sql_context, "sql": "", **extra})
     return [

@@ -11,7 +11,10 @@ ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
 @pytest.fixture(scope="session", autouse=True)
 def isolated_sqlsft_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("sqlsft-home")
-    saved = {k: os.environ.get(k) for k in ("SQLSFT_CACHE_DIR", "SQLSFT_RUNS_DIR", "WANDB_MODE", "HF_HUB_DISABLE_TELEMETRY")}
+    saved = {
+        k: os.environ.get(k)
+        for k in ("SQLSFT_CACHE_DIR", "SQLSFT_RUNS_DIR", "WANDB_MODE", "HF_HUB_DISABLE_TELEMETRY")
+    }
     os.environ["SQLSFT_CACHE_DIR"] = str(base / "cache")
     os.environ["SQLSFT_RUNS_DIR"] = str(base / "runs")
     os.environ["WANDB_MODE"] = "disabled"

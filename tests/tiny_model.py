@@ -21,7 +21,9 @@ _CORPUS = [
 ]
 
 
-def build_tiny_gemma(folder: Path, vocab_size: int = 1024, hidden_size: int = 64, layers: int = 2, seed: int = 0):
+def build_tiny_gemma(
+    folder: Path, vocab_size: int = 1024, hidden_size: int = 64, layers: int = 2, seed: int = 0
+):
     """Write a randomly initialised tiny Gemma 3 (weights, tokenizer, chat template, generation config)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -3,8 +3,8 @@
 from sqlsft.cli.app import app, run_app
 
 # Importing the command modules registers their commands on `app` (bench_command first: others extend it).
-from sqlsft.cli import bench_command  # noqa: E402, F401  isort: skip
-from sqlsft.cli import (  # noqa: E402, F401  isort: skip
+from sqlsft.cli import bench_command  # noqa: F401  isort: skip
+from sqlsft.cli import (  # noqa: F401  isort: skip
     env_command,
     prepare_command,
     train_command,
