@@ -297,8 +297,8 @@ def split_rows(splits: dict[str, Any], seed: int = SPLIT_SEED) -> dict[str, Any]
         test = splits["test"]
         if "validation" in splits:
             return {"train": train, "validation": splits["validation"], "test": test}
-        size = min(len(test), max(1, len(train) // 10)) if len(train) > 1 else 0
-        if size == 0:
+        size = min(len(test), len(train) - 1)
+        if size < 1:
             raise SqlsftError("The train split is too small to carve a validation split from.")
         parts = train.train_test_split(test_size=size, seed=seed)
         return {"train": parts["train"], "validation": parts["test"], "test": test}
@@ -488,6 +488,10 @@ def prepare(options: PrepareOptions, console: Console | None = None) -> Prepared
         f"Cache miss ({key}): preparing {options.dataset}" + (" (--force)" if options.force else "")
     )
 
+    import datasets
+
+    datasets.disable_progress_bars()  # Rich shows progress; datasets' own bars would interleave
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its load errors become our one line
     num_proc = options.num_proc or max(
         1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     )
@@ -541,7 +545,7 @@ def prepare(options: PrepareOptions, console: Console | None = None) -> Prepared
         dataset = DatasetDict({split: Dataset.from_list(rows) for split, rows in processed.items() if rows})
         folder.mkdir(parents=True, exist_ok=True)
         staging = folder / "dataset.partial"
-        dataset.save_to_disk(str(staging), num_proc=1)
+        dataset.save_to_disk(str(staging))
         final = folder / "dataset"
         if final.exists():
             import shutil

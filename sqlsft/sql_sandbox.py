@@ -29,6 +29,9 @@ MAX_SQL_BYTES = 1024 * 1024
 MAX_DB_PAGES = 16_384  # x 4 KiB pages = 64 MiB per database (main and temp)
 PROGRESS_EVERY_OPS = 1_000
 
+# Python raises MemoryError when SQLite hits its heap limit (SQLITE_NOMEM).
+_SQL_ERRORS = (sqlite3.Error, MemoryError)
+
 _DENIED_ACTIONS = {
     sqlite3.SQLITE_ATTACH: "ATTACH",
     sqlite3.SQLITE_DETACH: "DETACH",
@@ -88,7 +91,8 @@ class _Guard:
 
 def _connect() -> tuple[sqlite3.Connection, _Guard]:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    conn.enable_load_extension(False)
+    if hasattr(conn, "enable_load_extension"):  # absent when Python was built without extension loading
+        conn.enable_load_extension(False)
     conn.execute("PRAGMA temp_store = MEMORY")
     conn.execute(f"PRAGMA max_page_count = {MAX_DB_PAGES}")
     conn.execute(f"PRAGMA temp.max_page_count = {MAX_DB_PAGES}")
@@ -139,16 +143,73 @@ def _strip_comments(sql: str) -> str:
 
 
 def to_sqlite(sql: str, read_dialect: str = "mysql") -> str:
-    """Transpile SQL to SQLite with sqlglot. Best effort: the input comes back unchanged if sqlglot fails."""
+    """Transpile SQL to SQLite with sqlglot (plus MySQL date idioms SQLite lacks).
+
+    Best effort: the input comes back unchanged if sqlglot cannot parse it.
+    """
     import sqlglot
+    from sqlglot.errors import ErrorLevel
 
     try:
-        return ";\n".join(sqlglot.transpile(sql, read=read_dialect, write="sqlite"))
+        trees = sqlglot.parse(sql, read=read_dialect)
+        return ";\n".join(
+            tree.transform(_sqlite_idioms).sql("sqlite", unsupported_level=ErrorLevel.IGNORE)
+            for tree in trees
+            if tree is not None
+        )
     except Exception:
         return sql
 
 
-def _build_schema(conn: sqlite3.Connection, guard: _Guard, schema: str, read_dialect: str | None) -> str | None:
+_DATE_PARTS = {"YEAR": "%Y", "MONTH": "%m", "DAY": "%d", "HOUR": "%H", "MINUTE": "%M", "SECOND": "%S"}
+
+
+def _sqlite_idioms(node):
+    """Rewrite date functions and INTERVAL arithmetic that sqlglot leaves unsupported for SQLite."""
+    from sqlglot import exp
+
+    def strftime_int(fmt: str, value):
+        return exp.cast(
+            exp.Anonymous(this="STRFTIME", expressions=[exp.Literal.string(fmt), value]), "INTEGER"
+        )
+
+    def shift(date, amount, unit, negate: bool):
+        # transform() does not revisit a replaced node's children: rewrite them here (NOW() - INTERVAL ...).
+        date, amount = date.transform(_sqlite_idioms), amount.transform(_sqlite_idioms)
+        unit_name = (unit.name if unit is not None else "DAY").lower()
+        amount = exp.Paren(this=exp.Neg(this=exp.Paren(this=amount)) if negate else amount)
+        modifier = exp.DPipe(this=amount, expression=exp.Literal.string(" " + unit_name))
+        func = "DATETIME" if unit_name.rstrip("s") in ("hour", "minute", "second") else "DATE"
+        return exp.Anonymous(this=func, expressions=[date, modifier])
+
+    if isinstance(node, exp.DataType) and node.this in (exp.DataType.Type.ENUM, exp.DataType.Type.SET):
+        return exp.DataType.build("TEXT")
+    if isinstance(node, exp.DateSub):
+        return shift(node.this, node.expression, node.args.get("unit"), negate=True)
+    if isinstance(node, exp.Sub | exp.Add) and isinstance(node.expression, exp.Interval):
+        interval = node.expression
+        return shift(node.this, interval.this, interval.args.get("unit"), negate=isinstance(node, exp.Sub))
+    if isinstance(node, exp.Extract) and node.this.name.upper() in _DATE_PARTS:
+        return strftime_int(_DATE_PARTS[node.this.name.upper()], node.expression)
+    for kind, fmt in ((exp.Year, "%Y"), (exp.Month, "%m"), (exp.Day, "%d")):
+        if isinstance(node, kind):
+            return strftime_int(fmt, node.this)
+    if isinstance(node, exp.Quarter):
+        month = strftime_int("%m", node.this)
+        plus_two = exp.Paren(this=exp.Add(this=month, expression=exp.Literal.number(2)))
+        quarter = exp.Div(this=plus_two, expression=exp.Literal.number(3))
+        quarter.set("typed", True)  # integer division
+        return exp.Paren(this=quarter)
+    if isinstance(node, exp.DayOfWeek):  # MySQL: Sunday = 1
+        return exp.Paren(this=exp.Add(this=strftime_int("%w", node.this), expression=exp.Literal.number(1)))
+    if isinstance(node, exp.Anonymous) and node.name.upper() in ("NOW", "SYSDATE"):
+        return exp.Anonymous(this="DATETIME", expressions=[exp.Literal.string("now")])
+    return node
+
+
+def _build_schema(
+    conn: sqlite3.Connection, guard: _Guard, schema: str, read_dialect: str | None
+) -> str | None:
     """Run the schema statement by statement, transpiling those SQLite rejects. Returns an error or None."""
     for statement in split_statements(schema):
         if _DENIED_LEADING.match(statement):
@@ -156,7 +217,7 @@ def _build_schema(conn: sqlite3.Connection, guard: _Guard, schema: str, read_dia
         try:
             conn.execute(statement)
             continue
-        except sqlite3.Error as exc:
+        except _SQL_ERRORS as exc:
             if guard.timed_out or guard.denied:
                 return _describe(exc, guard)
             error = f"{exc} in: {_shorten(statement)}"
@@ -168,7 +229,7 @@ def _build_schema(conn: sqlite3.Connection, guard: _Guard, schema: str, read_dia
         try:
             for piece in split_statements(transpiled):
                 conn.execute(piece)
-        except sqlite3.Error as exc:
+        except _SQL_ERRORS as exc:
             return _describe(exc, guard) if (guard.timed_out or guard.denied) else error
     return None
 
@@ -178,6 +239,10 @@ def _describe(exc: BaseException, guard: _Guard) -> str:
         return "stopped: over the time limit"
     if guard.denied:
         return f"not allowed: {guard.denied}"
+    if isinstance(exc, MemoryError):
+        return f"stopped: over the memory limit ({HEAP_LIMIT_BYTES >> 20} MiB)"
+    if "database or disk is full" in str(exc):
+        return f"stopped: the database grew over its size limit ({MAX_DB_PAGES * 4 >> 10} MiB)"
     return str(exc)
 
 
@@ -211,7 +276,7 @@ def _read_state(conn: sqlite3.Connection, max_rows: int) -> dict[str, list[tuple
         quoted = '"' + name.replace('"', '""') + '"'
         try:
             state[name] = list(islice(conn.execute(f"SELECT * FROM {quoted}"), max_rows))
-        except sqlite3.Error:
+        except _SQL_ERRORS:
             continue  # a view that fails (or times out) has no state to compare
     return state
 
@@ -242,7 +307,11 @@ def run_query(
             return QueryResult("error", [], [], "There is no SQL to run.", elapsed_s=_since(started))
         if len(statements) > 1:
             return QueryResult(
-                "error", [], [], "Only one SQL statement may run; the answer has several.", elapsed_s=_since(started)
+                "error",
+                [],
+                [],
+                "Only one SQL statement may run; the answer has several.",
+                elapsed_s=_since(started),
             )
         statement = statements[0]
         denied = _DENIED_LEADING.match(statement)
@@ -252,26 +321,22 @@ def run_query(
 
         guard.start(timeout_s)
         try:
-            conn.execute("SAVEPOINT sandbox_query")
             columns, rows, truncated = _execute(conn, statement, max_rows)
-            conn.execute("RELEASE sandbox_query")
-        except sqlite3.Error as exc:
-            status = _status_for(guard)
-            first_error = _describe(exc, guard)
-            if status != "error" or read_dialect is None:
-                return QueryResult(status, [], [], first_error, elapsed_s=_since(started))
-            # Undo a half-done statement before retrying it transpiled.
-            conn.execute("ROLLBACK TO sandbox_query")
-            conn.execute("RELEASE sandbox_query")
-            transpiled = to_sqlite(statement, read_dialect)
+        except _SQL_ERRORS as exc:
+            # A failed statement leaves the database as it was (SQLite statements are atomic), so the
+            # transpiled retry runs on the same data.
+            status, first_error = _status_for(guard), _describe(exc, guard)
+            transpiled = (
+                to_sqlite(statement, read_dialect) if status == "error" and read_dialect else statement
+            )
             if transpiled == statement or len(split_statements(transpiled)) != 1:
-                return QueryResult("error", [], [], first_error, elapsed_s=_since(started))
+                return QueryResult(status, [], [], first_error, elapsed_s=_since(started))
             guard.start(timeout_s)
             try:
                 columns, rows, truncated = _execute(conn, transpiled, max_rows)
-            except sqlite3.Error as exc2:
+            except _SQL_ERRORS as exc2:
                 status = _status_for(guard)
-                message = _describe(exc2, guard) if status != "error" else first_error
+                message = first_error if status == "error" else _describe(exc2, guard)
                 return QueryResult(status, [], [], message, elapsed_s=_since(started))
         state = None
         if include_state:
@@ -348,7 +413,9 @@ def _column(rows: list[tuple], index: int) -> list[tuple]:
     return [(row[index],) for row in rows]
 
 
-def _column_mappings(gold: list[tuple], pred: list[tuple], n_gold: int, n_pred: int, tol: float, limit: int = 200):
+def _column_mappings(
+    gold: list[tuple], pred: list[tuple], n_gold: int, n_pred: int, tol: float, limit: int = 200
+):
     """Injective maps gold column -> predicted column whose values agree column by column (as multisets)."""
     candidates = []
     for g in range(n_gold):
@@ -421,7 +488,9 @@ def _states_match(gold: dict | None, pred: dict | None, tol: float) -> bool:
 # Reading SQL out of text
 
 
-_LITERALS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL)
+_LITERALS = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?(?:\*/|$)", re.DOTALL
+)
 
 
 def query_orders_rows(sql: str) -> bool:

@@ -1,0 +1,3 @@
+from sqlsft.cli import main
+
+main()

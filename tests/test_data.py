@@ -1,0 +1,207 @@
+"""The prepare stage: sources, mapping, splits, validation by execution, cache, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from sqlsft.data import PrepareOptions, parse_column_map, prepare
+from sqlsft.errors import SqlsftError
+
+GOOD_ROWS = [
+    {
+        "id": i,
+        "sql_prompt": f"How many orders does customer {i} have?",
+        "sql_context": "CREATE TABLE orders (id INT, customer INT); INSERT INTO orders VALUES (1, 1), (2, 2), (3, 1);",
+        "sql": f"SELECT COUNT(*) FROM orders WHERE customer = {i % 3};",
+        "sql_complexity": "aggregation",
+    }
+    for i in range(1, 41)
+]
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def options(tmp_path, **kwargs):
+    kwargs.setdefault("model", None)  # no tokenizer: the hub is out of reach here
+    kwargs.setdefault("cache_dir", str(tmp_path / "cache"))
+    kwargs.setdefault("num_proc", 1)
+    return PrepareOptions(**kwargs)
+
+
+def test_builtin_prepare_splits_90_5_5_and_validates_by_execution(tmp_path):
+    prepared = prepare(options(tmp_path, dataset="builtin", num_rows=400))
+    data = prepared.load()
+    assert {k: len(v) for k, v in data.items()} == {"train": 360, "validation": 20, "test": 20}
+    row = data["train"][0]
+    assert row["prompt"][0]["role"] == "system" and row["completion"][0]["role"] == "assistant"
+    assert row["completion"][0]["content"].startswith("```sql\n")
+    # every builtin gold query executes: the per-row flag and the report agree
+    assert all(data["train"]["sql_executes"])
+    assert prepared.manifest["validation"]["train"]["executable_share"] == 1.0
+    # deterministic: a forced rebuild gives the same rows in the same order
+    again = prepare(options(tmp_path, dataset="builtin", num_rows=400, force=True)).load()
+    assert list(again["test"]["id"]) == list(data["test"]["id"]) and list(again["train"]["sql"]) == list(data["train"]["sql"])
+
+
+def test_cache_hit_miss_and_key(tmp_path):
+    first = prepare(options(tmp_path, dataset="builtin", num_rows=300))
+    assert not first.cache_hit
+    started = time.perf_counter()
+    second = prepare(options(tmp_path, dataset="builtin", num_rows=300))
+    assert second.cache_hit and second.path == first.path
+    assert time.perf_counter() - started < 3
+    assert not prepare(options(tmp_path, dataset="builtin", num_rows=300, force=True)).cache_hit
+    # anything that changes the rows changes the key
+    assert prepare(options(tmp_path, dataset="builtin", num_rows=300, seed=7)).path != first.path
+    assert prepare(options(tmp_path, dataset="builtin", num_rows=300, max_length=64)).path != first.path
+    manifest = json.loads((first.folder / "manifest.json").read_text())
+    assert manifest["rows"] == {"train": 270, "validation": 15, "test": 15}
+    assert manifest["key"]["templates"]["user"].startswith("Prompt:")
+
+
+def test_template_content_is_part_of_the_key(tmp_path):
+    from sqlsft.paths import templates_dir
+
+    mine = tmp_path / "tpl"
+    mine.mkdir()
+    for role in ("system", "user", "assistant"):
+        (mine / f"{role}.jinja").write_text((templates_dir() / "text-to-sql" / f"{role}.jinja").read_text())
+    data_file = write_jsonl(tmp_path / "rows.jsonl", GOOD_ROWS)
+    first = prepare(options(tmp_path, dataset=str(data_file), template=str(mine)))
+    (mine / "system.jinja").write_text("Write SQL.")
+    second = prepare(options(tmp_path, dataset=str(data_file), template=str(mine)))
+    assert not second.cache_hit and second.path != first.path
+    assert second.load()["train"][0]["prompt"][0]["content"] == "Write SQL."
+
+
+def test_local_files_keep_the_test_split_and_carve_validation_of_its_size(tmp_path):
+    train = write_jsonl(tmp_path / "train.jsonl", GOOD_ROWS)
+    test = write_jsonl(tmp_path / "test.jsonl", GOOD_ROWS[:6])
+    data = prepare(options(tmp_path, dataset=str(train), test_file=str(test))).load()
+    assert len(data["test"]) == 6 and len(data["validation"]) == 6 and len(data["train"]) == 34
+    assert sorted(list(data["train"]["id"]) + list(data["validation"]["id"])) == list(range(1, 41))
+
+
+def test_csv_and_parquet_and_several_files(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(GOOD_ROWS)
+    frame.iloc[:20].to_csv(tmp_path / "a.csv", index=False)
+    frame.iloc[20:].to_csv(tmp_path / "b.csv", index=False)
+    data = prepare(options(tmp_path, dataset=str(tmp_path / "a.csv"), data_files=[str(tmp_path / "b.csv")])).load()
+    assert sum(len(s) for s in data.values()) == 40
+    frame.to_parquet(tmp_path / "all.parquet")
+    data = prepare(options(tmp_path, dataset=str(tmp_path / "all.parquet"))).load()
+    assert sum(len(s) for s in data.values()) == 40
+
+
+def test_column_mapping(tmp_path):
+    renamed = [{"question": r["sql_prompt"], "context": r["sql_context"], "answer": r["sql"]} for r in GOOD_ROWS]
+    data_file = write_jsonl(tmp_path / "qa.jsonl", renamed)
+    mapping = parse_column_map(["question=sql_prompt,context=sql_context", "answer=sql"])
+    assert mapping == {"question": "sql_prompt", "context": "sql_context", "answer": "sql"}
+    data = prepare(options(tmp_path, dataset=str(data_file), column_map=mapping)).load()
+    assert "How many orders" in data["train"][0]["prompt"][1]["content"]
+    assert data["train"][0]["id"] is not None  # ids are added when the source has none
+    with pytest.raises(SqlsftError, match=r"lacks the columns sql_prompt, sql_context, sql; it has: question, context, answer.*--map"):
+        prepare(options(tmp_path, dataset=str(data_file)))
+    with pytest.raises(SqlsftError, match="SOURCE=TARGET"):
+        parse_column_map(["question"])
+
+
+def test_missing_fields_are_skipped_and_counted_and_broken_sql_is_flagged(tmp_path):
+    rows = [dict(r) for r in GOOD_ROWS]
+    rows[3]["sql"] = ""
+    rows[7]["sql_prompt"] = None
+    rows[9]["sql"] = "SELECT nope FROM missing_table;"
+    data_file = write_jsonl(tmp_path / "rows.jsonl", rows)
+    prepared = prepare(options(tmp_path, dataset=str(data_file)))
+    report = prepared.manifest["validation"]
+    assert sum(s["skipped"] for s in report.values()) == 2
+    assert sorted(i for s in report.values() for i in s["skipped_ids"]) == [4, 8]
+    assert sum(s["rows"] for s in report.values()) == 38
+    data = prepared.load()
+    flags = {r["id"]: (r["sql_executes"], r["sql_error"]) for split in data.values() for r in split}
+    assert flags[10][0] is False and "missing_table" in flags[10][1]
+    assert sum(1 for ok, _ in flags.values() if ok) == 37
+
+
+def test_mysql_flavoured_schema_is_transpiled_for_validation(tmp_path):
+    rows = [
+        dict(
+            r,
+            sql_context="CREATE TABLE `orders` (id INT AUTO_INCREMENT PRIMARY KEY, customer INT); "
+            "INSERT INTO `orders` (customer) VALUES (1), (2), (1);",
+        )
+        for r in GOOD_ROWS
+    ]
+    prepared = prepare(options(tmp_path, dataset=str(write_jsonl(tmp_path / "m.jsonl", rows))))
+    assert prepared.manifest["validation"]["train"]["executable_share"] == 1.0
+
+
+def test_hub_code_path_with_a_dataset_repository_laid_out_as_the_hub_serves_it(tmp_path):
+    import pandas as pd
+
+    repo = tmp_path / "synthetic_text_to_sql"
+    (repo / "data").mkdir(parents=True)
+    pd.DataFrame(GOOD_ROWS[:30]).to_parquet(repo / "data" / "train-00000-of-00001.parquet")
+    pd.DataFrame(GOOD_ROWS[30:]).to_parquet(repo / "data" / "test-00000-of-00001.parquet")
+    (repo / "README.md").write_text(
+        "---\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: data/train-*\n"
+        "  - split: test\n    path: data/test-*\n---\n# synthetic_text_to_sql (local copy)\n"
+    )
+    data = prepare(options(tmp_path, dataset=str(repo))).load()
+    assert len(data["test"]) == 10 and len(data["validation"]) == 10 and len(data["train"]) == 20
+
+
+def test_bad_inputs_give_one_clear_error(tmp_path):
+    with pytest.raises(SqlsftError, match="does not exist"):
+        prepare(options(tmp_path, dataset=str(tmp_path / "nope.jsonl")))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text(json.dumps(GOOD_ROWS[0]) + "\n" + json.dumps(GOOD_ROWS[1]) + "\n{not json\n")
+    with pytest.raises(SqlsftError, match=r"broken\.jsonl: line 3"):
+        prepare(options(tmp_path, dataset=str(broken)))
+    empty = write_jsonl(tmp_path / "empty.jsonl", [dict(r, sql="  ") for r in GOOD_ROWS])
+    with pytest.raises(SqlsftError, match="No usable rows left"):
+        prepare(options(tmp_path, dataset=str(empty)))
+    with pytest.raises(SqlsftError, match="unsupported format"):
+        (tmp_path / "rows.txt").write_text("x")
+        prepare(options(tmp_path, dataset=str(empty), data_files=[str(tmp_path / "rows.txt")]))
+
+
+def test_unreachable_hub_says_so_and_suggests_builtin(tmp_path):
+    # The real hub code path: this machine cannot reach huggingface.co.
+    with pytest.raises(SqlsftError, match=r"unreachable.*--dataset builtin"):
+        prepare(options(tmp_path, dataset="gretelai/synthetic_text_to_sql"))
+
+
+def run_cli(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "sqlsft", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+    )
+
+
+@pytest.mark.slow
+def test_cli_prepare_builtin_end_to_end(tmp_path):
+    env = {"SQLSFT_CACHE_DIR": str(tmp_path / "c"), "COLUMNS": "200"}
+    result = run_cli("prepare", "--dataset", "builtin", "--num-rows", "2000", "--no-token-stats", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "Cache miss" in result.stdout and "train" in result.stdout and "1,800" in result.stdout
+    again = run_cli("prepare", "--dataset", "builtin", "--num-rows", "2000", "--no-token-stats", env=env)
+    assert again.returncode == 0 and "Cache hit" in again.stdout
+    manifests = list((tmp_path / "c" / "datasets").glob("*/manifest.json"))
+    assert len(manifests) == 1
+
+
+def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
+    result = run_cli("prepare", "--dataset", str(tmp_path / "missing.csv"), "--no-token-stats")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and "does not exist" in result.stderr
