@@ -36,9 +36,9 @@ def options(tmp_path, **kwargs):
 
 
 def test_builtin_prepare_splits_90_5_5_and_validates_by_execution(tmp_path):
-    prepared = prepare(options(tmp_path, dataset="builtin", num_rows=400))
+    prepared = prepare(options(tmp_path, dataset="builtin", num_rows=200))
     data = prepared.load()
-    assert {k: len(v) for k, v in data.items()} == {"train": 360, "validation": 20, "test": 20}
+    assert {k: len(v) for k, v in data.items()} == {"train": 180, "validation": 10, "test": 10}
     row = data["train"][0]
     assert row["prompt"][0]["role"] == "system" and row["completion"][0]["role"] == "assistant"
     assert row["completion"][0]["content"].startswith("```sql\n")
@@ -46,23 +46,23 @@ def test_builtin_prepare_splits_90_5_5_and_validates_by_execution(tmp_path):
     assert all(data["train"]["sql_executes"])
     assert prepared.manifest["validation"]["train"]["executable_share"] == 1.0
     # deterministic: a forced rebuild gives the same rows in the same order
-    again = prepare(options(tmp_path, dataset="builtin", num_rows=400, force=True)).load()
+    again = prepare(options(tmp_path, dataset="builtin", num_rows=200, force=True)).load()
     assert list(again["test"]["id"]) == list(data["test"]["id"]) and list(again["train"]["sql"]) == list(data["train"]["sql"])
 
 
 def test_cache_hit_miss_and_key(tmp_path):
-    first = prepare(options(tmp_path, dataset="builtin", num_rows=300))
+    first = prepare(options(tmp_path, dataset="builtin", num_rows=100))
     assert not first.cache_hit
     started = time.perf_counter()
-    second = prepare(options(tmp_path, dataset="builtin", num_rows=300))
+    second = prepare(options(tmp_path, dataset="builtin", num_rows=100))
     assert second.cache_hit and second.path == first.path
     assert time.perf_counter() - started < 3
-    assert not prepare(options(tmp_path, dataset="builtin", num_rows=300, force=True)).cache_hit
+    assert not prepare(options(tmp_path, dataset="builtin", num_rows=100, force=True)).cache_hit
     # anything that changes the rows changes the key
-    assert prepare(options(tmp_path, dataset="builtin", num_rows=300, seed=7)).path != first.path
-    assert prepare(options(tmp_path, dataset="builtin", num_rows=300, max_length=64)).path != first.path
+    assert prepare(options(tmp_path, dataset="builtin", num_rows=100, seed=7)).path != first.path
+    assert prepare(options(tmp_path, dataset="builtin", num_rows=100, max_length=64)).path != first.path
     manifest = json.loads((first.folder / "manifest.json").read_text())
-    assert manifest["rows"] == {"train": 270, "validation": 15, "test": 15}
+    assert manifest["rows"] == {"train": 90, "validation": 5, "test": 5}
     assert manifest["key"]["templates"]["user"].startswith("Prompt:")
 
 
@@ -191,10 +191,10 @@ def run_cli(*args, env=None):
 @pytest.mark.slow
 def test_cli_prepare_builtin_end_to_end(tmp_path):
     env = {"SQLSFT_CACHE_DIR": str(tmp_path / "c"), "COLUMNS": "200"}
-    result = run_cli("prepare", "--dataset", "builtin", "--num-rows", "2000", "--no-token-stats", env=env)
+    result = run_cli("prepare", "--dataset", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
     assert result.returncode == 0, result.stderr
-    assert "Cache miss" in result.stdout and "train" in result.stdout and "1,800" in result.stdout
-    again = run_cli("prepare", "--dataset", "builtin", "--num-rows", "2000", "--no-token-stats", env=env)
+    assert "Cache miss" in result.stdout and "train" in result.stdout and "270" in result.stdout
+    again = run_cli("prepare", "--dataset", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
     assert again.returncode == 0 and "Cache hit" in again.stdout
     manifests = list((tmp_path / "c" / "datasets").glob("*/manifest.json"))
     assert len(manifests) == 1

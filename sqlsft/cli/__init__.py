@@ -12,6 +12,7 @@ from sqlsft.cli import (  # noqa: F401  isort: skip
     serve_command,
     chat_command,
     eval_command,
+    bench_train_command,
 )
 
 

@@ -1,1 +1,179 @@
-"""Filled in by the serve stage."""
+"""`sqlsft serve MODEL` starts a server; `sqlsft server status|logs|stop` manage the running ones;
+`sqlsft bench serve` measures them."""
+
+import typer
+
+from sqlsft.cli.app import app, console, err_console
+from sqlsft.cli.bench_command import bench_app
+from sqlsft.env_report import VLLM_PYTHON_ENV
+
+server_app = typer.Typer(
+    help="Servers started by `sqlsft serve`: status (with a live health check), logs, stop.",
+    no_args_is_help=True,
+)
+app.add_typer(server_app, name="server")
+
+ENGINE_HELP = "auto (vLLM when a GPU and vLLM are present, else transformers), vllm or transformers."
+
+
+def _gpus(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if value == "all":
+        from sqlsft.serve import gpu_count
+
+        return max(gpu_count(), 1)
+    try:
+        count = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a number of GPUs (use N or all).") from None
+    if count < 1:
+        raise typer.BadParameter("use 1 or more GPUs.")
+    return count
+
+
+@app.command(
+    "serve",
+    context_settings={"allow_extra_args": True},
+    epilog="Manage running servers with `sqlsft server status|logs|stop`. "
+    "Engine arguments go after `--`, e.g. `sqlsft serve latest -- --dtype float32`.",
+)
+def serve_command(
+    ctx: typer.Context,
+    model: str = typer.Argument(
+        "latest",
+        help="`latest` (newest completed run), a run name, a model or checkpoint folder, or a hub id.",
+    ),
+    port: int = typer.Option(8080, "--port", help="Port to listen on."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes it (use --api-key)."
+    ),
+    served_model_name: str = typer.Option("local", "--served-model-name", help="Model name clients ask for."),
+    engine: str = typer.Option("auto", "--engine", help=ENGINE_HELP),
+    engine_python: str = typer.Option(
+        None, "--engine-python", help=f"Python of the engine's environment (vLLM: also ${VLLM_PYTHON_ENV})."
+    ),
+    gpus: str = typer.Option(
+        None,
+        "--gpus",
+        "--tensor-parallel-size",
+        help="GPUs to shard the model over (vLLM tensor parallel), or all.",
+    ),
+    max_model_len: int = typer.Option(
+        2048, "--max-model-len", help="Longest prompt + answer in tokens (vLLM)."
+    ),
+    api_key: str = typer.Option(
+        None, "--api-key", envvar="SQLSFT_API_KEY", help="Key clients must send (vLLM). Never logged."
+    ),
+    detach: bool = typer.Option(False, "--detach", "-d", help="Keep running in the background and return."),
+    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the engine's /health."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the engine command line; start nothing."),
+) -> None:
+    """Serve a model through an OpenAI-compatible API (vLLM or transformers serve) with its training chat template."""
+    from sqlsft.serve import serve
+
+    extra = list(ctx.args)
+    if model.startswith("-"):  # `sqlsft serve -- --flag`: the first pass-through argument landed on MODEL
+        extra.insert(0, model)
+        model = "latest"
+    code = serve(
+        model,
+        detach=detach,
+        dry_run=dry_run,
+        console=console,
+        engine=engine,
+        port=port,
+        host=host,
+        served_model_name=served_model_name,
+        max_model_len=max_model_len,
+        gpus=_gpus(gpus),
+        api_key=api_key,
+        engine_python=engine_python,
+        extra_args=extra,
+        timeout_s=timeout,
+    )
+    raise typer.Exit(code)
+
+
+@server_app.command("status")
+def status_command() -> None:
+    """Running servers with a live health check."""
+    from sqlsft.serve import status_table
+
+    table = status_table()
+    if table is None:
+        console.print(
+            "No sqlsft server is running. Start one with `sqlsft serve` (add --detach to background it)."
+        )
+        return
+    console.print(table)
+
+
+@server_app.command("logs")
+def logs_command(
+    port: int = typer.Option(None, "--port", help="Server port (default: the only running server)."),
+    lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines to show."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new lines until the server stops."
+    ),
+) -> None:
+    """The engine's log (also for a server that already stopped or crashed)."""
+    from sqlsft.serve import show_logs
+
+    try:
+        for line in show_logs(port, lines, follow):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+
+
+@server_app.command("stop")
+def stop_command(
+    port: int = typer.Option(None, "--port", help="Server port (default: the only running server)."),
+    all_servers: bool = typer.Option(False, "--all", help="Stop every server sqlsft started."),
+) -> None:
+    """Stop a server: SIGTERM to its process group, SIGKILL after a grace period."""
+    from sqlsft.serve import stop
+
+    for stopped in stop(port, all_servers):
+        err_console.print(f"stopped the server on port {stopped}", highlight=False)
+
+
+@bench_app.command("serve")
+def bench_serve_command(
+    model: str = typer.Argument(
+        "latest", help="What `sqlsft serve` accepts: latest, a run, a folder, a hub id."
+    ),
+    engines: str = typer.Option("vllm,transformers", "--engines", help="Comma-separated engines to compare."),
+    concurrency: str = typer.Option(
+        "1,8", "--concurrency", help="Comma-separated numbers of parallel clients."
+    ),
+    requests: int = typer.Option(32, "--requests", help="Requests per engine and concurrency."),
+    max_tokens: int = typer.Option(64, "--max-tokens", help="Answer length cap per request."),
+    engine_python: str = typer.Option(None, "--engine-python", help="Python of the vLLM environment."),
+    port: int = typer.Option(None, "--port", help="Port for the servers (default: a free one from 8090)."),
+    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for each engine to start."),
+) -> None:
+    """Requests/s, output tokens/s and p50/p95 latency per engine and concurrency, on a fixed prompt set."""
+    from sqlsft.bench_serve import run_serve_bench
+
+    def numbers(text: str, what: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise typer.BadParameter(f"{what}: comma-separated whole numbers, e.g. 1,8.") from None
+        if not values or min(values) < 1:
+            raise typer.BadParameter(f"{what}: whole numbers of 1 or more.")
+        return values
+
+    run_serve_bench(
+        model,
+        engines=[e.strip() for e in engines.split(",") if e.strip()],
+        concurrencies=numbers(concurrency, "--concurrency"),
+        num_requests=requests,
+        max_tokens=max_tokens,
+        engine_python=engine_python,
+        port=port,
+        timeout_s=timeout,
+        console=console,
+    )

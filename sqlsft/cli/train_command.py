@@ -1,1 +1,76 @@
-"""Filled in by the train stage."""
+"""`sqlsft train`: parse the options, call sqlsft.train."""
+
+import typer
+
+from sqlsft.cli.app import app, console
+
+
+@app.command("train")
+def train_command(
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        "-p",
+        help="baseline, liger, liger-slow, fast or demo (presets/*.yaml). Default: demo.",
+    ),
+    config: str | None = typer.Option(None, "--config", "-c", help="A YAML file laid out like a preset."),
+    overrides: list[str] = typer.Option(
+        [],
+        "--set",
+        "-s",
+        help="Override any SFTConfig/ModelConfig/data field: key=value or section.key=value.",
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Hub id, local folder, or 'embedded'."),
+    dataset: str | None = typer.Option(None, "--dataset", "-d", help="'builtin', a hub id or data file(s)."),
+    max_steps: int | None = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
+    gpus: str | None = typer.Option(
+        None, "--gpus", "-g", help="Number of GPUs, or 'all' (default: all present)."
+    ),
+    cpu_processes: int | None = typer.Option(
+        None, "--cpu-processes", help="Train on the CPU with N processes (DDP over gloo when N > 1)."
+    ),
+    strategy: str = typer.Option("ddp", "--strategy", help="ddp or fsdp (accelerate's own)."),
+    nodes: int = typer.Option(1, "--nodes", help="Number of machines."),
+    node_rank: int = typer.Option(0, "--node-rank", help="This machine's rank (0 is the main one)."),
+    main_ip: str | None = typer.Option(None, "--main-ip", help="Address of machine 0 (several machines)."),
+    main_port: int | None = typer.Option(None, "--main-port", help="Port of machine 0 (several machines)."),
+    run_name: str | None = typer.Option(None, "--run-name", help="Run folder name (same on every machine)."),
+    resume: str | None = typer.Option(
+        None,
+        "--resume",
+        is_flag=False,
+        flag_value="",
+        help="Continue a run from its last checkpoint: RUN, 'latest', or nothing for the newest stopped run.",
+    ),
+    report_to: str | None = typer.Option(None, "--report-to", help="wandb, trackio, tensorboard or none."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the config, the accelerate config and the command; start nothing."
+    ),
+) -> None:
+    """Fine-tune with TRL's SFTTrainer through accelerate; leaves a run that `sqlsft serve latest` deploys."""
+    from sqlsft.train import TrainOptions, train
+
+    result = train(
+        TrainOptions(
+            preset=preset,
+            config_file=config,
+            overrides=list(overrides),
+            model=model,
+            dataset=dataset,
+            max_steps=max_steps,
+            gpus=gpus,
+            cpu_processes=cpu_processes,
+            strategy=strategy,
+            nodes=nodes,
+            node_rank=node_rank,
+            main_ip=main_ip,
+            main_port=main_port,
+            run_name=run_name,
+            resume=resume,
+            report_to=report_to,
+            dry_run=dry_run,
+        ),
+        console,
+    )
+    if result.status == "interrupted":
+        raise typer.Exit(130)

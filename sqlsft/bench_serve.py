@@ -1,0 +1,196 @@
+"""`sqlsft bench serve`: the engines side by side on one fixed prompt set.
+
+Each engine is started in turn (never two at once: they would share the same cores), warmed up, then
+sent the same requests at each concurrency through the official `openai` client. Figures: requests/s,
+output tokens/s (the server's own usage counts), p50/p95 latency per request, start-up time.
+"""
+
+import json
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlsft.errors import SqlsftError
+from sqlsft.paths import runs_dir
+from sqlsft.prompts import load_templates, prompt_messages
+
+BENCH_PORT = 8090
+
+
+def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
+    """The first `n` prompts of the prepared test split, else of the builtin data set (rendered here)."""
+    try:
+        from sqlsft.data import load_prepared_split
+
+        split = load_prepared_split(split="test")
+        if split is not None and len(split) and "prompt" in split.column_names:
+            prompts = [list(row["prompt"]) for row in split.select(range(min(n, len(split))))]
+            return prompts, f"prepared test split (first {len(prompts)} rows)"
+    except (ImportError, SqlsftError, FileNotFoundError):
+        pass
+    from sqlsft.builtin_data import generate_builtin_rows
+
+    templates = load_templates()
+    rows = generate_builtin_rows(n)
+    prompts = [prompt_messages(templates, row["sql_prompt"], row["sql_context"]) for row in rows]
+    return prompts, f"builtin data set (first {len(prompts)} rows; no prepared test split found)"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (p50 of [1, 2, 3, 4] is 2)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _request(client, model: str, messages: list[dict], max_tokens: int) -> tuple[float, int]:
+    start = time.perf_counter()
+    reply = client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, temperature=0
+    )
+    return time.perf_counter() - start, reply.usage.completion_tokens if reply.usage else 0
+
+
+def measure(
+    client, model: str, prompts: list[list[dict]], concurrency: int, max_tokens: int
+) -> dict[str, Any]:
+    """Send every prompt once with `concurrency` clients in flight; figures for the whole batch."""
+    latencies: list[float] = []
+    tokens = 0
+    errors: list[str] = []
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(_request, client, model, messages, max_tokens) for messages in prompts]
+        for future in futures:
+            try:
+                latency, count = future.result()
+                latencies.append(latency)
+                tokens += count
+            except Exception as exc:  # a failed request is counted and reported, not fatal
+                errors.append(f"{type(exc).__name__}: {exc}")
+    wall = time.perf_counter() - start
+    return {
+        "concurrency": concurrency,
+        "requests": len(prompts),
+        "ok": len(latencies),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 3),
+        "output_tokens": tokens,
+        "output_tokens_per_s": round(tokens / wall, 2),
+        "p50_latency_s": round(percentile(latencies, 0.50), 3),
+        "p95_latency_s": round(percentile(latencies, 0.95), 3),
+    }
+
+
+def run_serve_bench(
+    model: str = "latest",
+    *,
+    engines: list[str] | None = None,
+    concurrencies: list[int] | None = None,
+    num_requests: int = 32,
+    max_tokens: int = 64,
+    engine_python: str | None = None,
+    port: int | None = None,
+    timeout_s: float = 600,
+    console=None,
+    out_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Benchmark each engine; print a Rich table and write `runs/bench/<time>/serve.json`."""
+    from openai import OpenAI
+    from rich.console import Console
+    from rich.table import Table
+
+    from sqlsft.hardware import detect_hardware
+    from sqlsft.serve import ENGINES, free_port, resolve_model, running_server
+
+    console = console or Console()
+    engines = engines or ["vllm", "transformers"]
+    concurrencies = concurrencies or [1, 8]
+    for engine in engines:
+        if engine not in ENGINES or engine == "auto":
+            raise SqlsftError(
+                f"Unknown engine '{engine}' for the benchmark.", "Use vllm and/or transformers."
+            )
+    if num_requests < 1 or max_tokens < 1:
+        raise SqlsftError("--requests and --max-tokens must be 1 or more.")
+    folder, label = resolve_model(model)  # fail early, before any engine starts
+    prompts, source = bench_prompts(num_requests)
+    console.print(f"prompts: {source}; max_tokens {max_tokens}; temperature 0", highlight=False)
+    results = []
+    for engine in engines:
+        engine_port = port or free_port(start=BENCH_PORT)
+        started = time.perf_counter()
+        with running_server(
+            str(folder),
+            engine=engine,
+            port=engine_port,
+            engine_python=engine_python if engine == "vllm" else None,
+            timeout_s=timeout_s,
+            console=console,
+        ) as record:
+            startup = time.perf_counter() - started
+            client = OpenAI(base_url=record.url, api_key="EMPTY", timeout=600, max_retries=0)
+            measure(client, record.model_name, prompts[:2], 1, max_tokens)  # warm-up, not counted
+            for concurrency in concurrencies:
+                console.print(
+                    f"{engine}: {len(prompts)} requests at concurrency {concurrency} ...", highlight=False
+                )
+                row = measure(client, record.model_name, prompts, concurrency, max_tokens)
+                results.append({"engine": engine, "startup_s": round(startup, 1), **row})
+    ratios = {}
+    for concurrency in concurrencies:
+        by_engine = {r["engine"]: r for r in results if r["concurrency"] == concurrency}
+        if {"vllm", "transformers"} <= by_engine.keys() and by_engine["transformers"]["output_tokens_per_s"]:
+            ratio = (
+                by_engine["vllm"]["output_tokens_per_s"] / by_engine["transformers"]["output_tokens_per_s"]
+            )
+            ratios[str(concurrency)] = round(ratio, 2)
+    report = {
+        "benchmark": "serve",
+        "model": label,
+        "model_path": str(folder),
+        "hardware": detect_hardware().describe(),
+        "prompts": source,
+        "num_requests": len(prompts),
+        "max_tokens": max_tokens,
+        "results": results,
+        "vllm_over_transformers_output_tokens_per_s": ratios,
+    }
+    out_dir = out_dir or runs_dir() / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "serve.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    table = Table(title=f"sqlsft bench serve: {label} ({report['hardware']})")
+    for column in (
+        "engine",
+        "concurrency",
+        "requests/s",
+        "output tok/s",
+        "p50 s",
+        "p95 s",
+        "errors",
+        "start-up s",
+    ):
+        table.add_column(column, justify="right" if column != "engine" else "left")
+    for r in results:
+        table.add_row(
+            r["engine"],
+            str(r["concurrency"]),
+            f"{r['requests_per_s']:.2f}",
+            f"{r['output_tokens_per_s']:.1f}",
+            f"{r['p50_latency_s']:.2f}",
+            f"{r['p95_latency_s']:.2f}",
+            str(r["errors"]),
+            f"{r['startup_s']:.0f}",
+        )
+    console.print(table)
+    for concurrency, ratio in ratios.items():
+        console.print(f"vLLM / transformers output tokens/s at concurrency {concurrency}: {ratio:.2f}x")
+    console.print(f"results: {out_dir / 'serve.json'}", highlight=False)
+    return report

