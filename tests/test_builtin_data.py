@@ -134,6 +134,9 @@ def test_domains(rows):
     domains = Counter(r["domain"] for r in rows)
     assert len(domains) >= 12
     assert len(builtin_data.DOMAINS) >= 12
+    tables = [t.name for d in builtin_data.DOMAINS for t in d.tables]
+    assert len(tables) == len(set(tables))  # the verifier creates them all in one database
+    assert all(1 <= len(d.tables) <= 3 for d in builtin_data.DOMAINS)
     # no domain dominates the sample, and each has one fixed description
     assert max(domains.values()) < 0.15 * SAMPLE_SIZE
     assert len({(r["domain"], r["domain_description"]) for r in rows}) == len(domains)
