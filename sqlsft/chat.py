@@ -166,9 +166,9 @@ def _explain(exc: Exception, target: ChatTarget) -> str:
 
 def _server_detail(exc) -> str:
     body = getattr(exc, "body", None)
-    if isinstance(body, dict):
+    if isinstance(body, dict):  # OpenAI style {"error": {"message"}}, FastAPI style {"detail"}
         inner = body.get("error", body)
-        message = inner.get("message") if isinstance(inner, dict) else inner
+        message = (inner.get("message") or inner.get("detail")) if isinstance(inner, dict) else inner
         if message:
             return " ".join(str(message).split())[:300]
     return " ".join(str(getattr(exc, "message", exc)).split())[:300]
@@ -347,7 +347,11 @@ def build_app(target: ChatTarget, templates: PromptTemplates, examples: list[dic
 
     def _answer(history: list[dict], question: str, schema: str, expected: str, clear_question: bool = False):
         keep = "" if clear_question else gr.skip()
-        messages = prompt_messages(templates, question, schema)
+        try:
+            messages = prompt_messages(templates, question, schema)
+        except SqlsftError as exc:  # a user template that does not render
+            yield [*history, _page_message("error", str(exc))], keep
+            return
         history = [*history, {"role": "user", "content": messages[1]["content"]}]
         history.append({"role": "assistant", "content": ""})
         yield history, keep

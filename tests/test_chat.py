@@ -24,7 +24,7 @@ from sqlsft.chat import (
 from sqlsft.errors import SqlsftError
 from sqlsft.prompts import load_templates, prompt_messages
 
-SQLSFT = [sys.executable, "-m", "sqlsft"]
+SQLSFT = [str(Path(sys.executable).with_name("sqlsft"))]  # the console script of this environment
 SCHEMA = (
     "CREATE TABLE employees (id INT PRIMARY KEY, name VARCHAR(50), dept VARCHAR(20));\n"
     "INSERT INTO employees VALUES (1, 'Ann', 'eng'), (2, 'Bob', 'eng'), (3, 'Cid', 'ops');"
@@ -145,7 +145,8 @@ def test_cli_errors_are_one_line(tmp_path):
 # ---------------------------------------------------------------- a served model and the page in a browser
 
 
-def _wait_for_page(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 180) -> None:
+def _wait_for_page(url: str, chat: tuple[subprocess.Popen, Path], timeout_s: float = 180) -> None:
+    proc, log = chat
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -158,9 +159,12 @@ def _wait_for_page(url: str, proc: subprocess.Popen, log: Path, timeout_s: float
     pytest.fail(f"sqlsft chat did not answer at {url} within {timeout_s} s:\n{log.read_text()}")
 
 
-def _start_chat(args: list[str], log: Path, env: dict) -> subprocess.Popen:
+def _start_chat(args: list[str], folder: Path, env: dict) -> tuple[subprocess.Popen, Path]:
+    log = folder / f"chat-{args[args.index('--port') + 1]}.log"
     with log.open("w") as handle:
-        return subprocess.Popen([*SQLSFT, "chat", *args], stdout=handle, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(
+            [*SQLSFT, "chat", *args], stdout=handle, stderr=subprocess.STDOUT, env=env
+        ), log
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -173,22 +177,22 @@ def _stop(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def chat_pages(tiny_model_dir, tmp_path_factory):
-    """A model served by `sqlsft serve --engine transformers` and two `sqlsft chat` pages: one talking to it
-    (found through the recorded server), one pointed at a port where nothing listens (with --auth)."""
+    """A model served by `sqlsft serve --engine transformers` and two `sqlsft chat` pages: one talking to it,
+    one pointed at a port where nothing listens (behind --auth). The pages start while the model loads."""
     from tests.scripted_model import build_scripted_model
 
     work = tmp_path_factory.mktemp("chat")
     env = {**os.environ, "SQLSFT_API_KEY": API_KEY, "GRADIO_ANALYTICS_ENABLED": "False"}
-    down_port, serve_port, live_port = free_port(), free_port(), free_port()
-    down = _start_chat(
-        ["--url", f"http://127.0.0.1:{free_port()}/v1", "--port", str(down_port), "--auth", "tester:pw-4711"],
-        work / "chat-down.log",
-        env,
-    )
-    live = None
-    model_dir = build_scripted_model(tiny_model_dir, work / "scripted", SCRIPTED_ANSWER)
     serve_env = {k: v for k, v in env.items() if k != "SQLSFT_API_KEY"}  # transformers serve takes no key
+    down_port, serve_port, live_port = free_port(), free_port(), free_port()
+    api = f"http://127.0.0.1:{serve_port}/v1"
+    auth = ["--auth", "tester:pw-4711"]
+    down = _start_chat(
+        ["--url", f"http://127.0.0.1:{free_port()}/v1", "--port", str(down_port), *auth], work, env
+    )
+    live = _start_chat(["--url", api, "--port", str(live_port), "--max-tokens", "32"], work, serve_env)
     try:
+        model_dir = build_scripted_model(tiny_model_dir, work / "scripted", SCRIPTED_ANSWER)
         served = subprocess.run(
             [
                 *SQLSFT,
@@ -203,24 +207,15 @@ def chat_pages(tiny_model_dir, tmp_path_factory):
             capture_output=True,
             text=True,
             env=serve_env,
-            timeout=360,
+            timeout=600,
         )
         assert served.returncode == 0, served.stdout + served.stderr
-        live = _start_chat(
-            ["--port", str(live_port), "--max-tokens", "32"], work / "chat-live.log", serve_env
-        )
-        _wait_for_page(f"http://127.0.0.1:{down_port}/", down, work / "chat-down.log")
-        _wait_for_page(f"http://127.0.0.1:{live_port}/", live, work / "chat-live.log")
-        yield {
-            "live": f"http://127.0.0.1:{live_port}/",
-            "down": f"http://127.0.0.1:{down_port}/",
-            "api": f"http://127.0.0.1:{serve_port}/v1",
-            "live_log": work / "chat-live.log",
-        }
+        _wait_for_page(f"http://127.0.0.1:{down_port}/", down)
+        _wait_for_page(f"http://127.0.0.1:{live_port}/", live)
+        yield {"live": f"http://127.0.0.1:{live_port}/", "down": f"http://127.0.0.1:{down_port}/", "api": api}
     finally:
-        for proc in (down, live):
-            if proc is not None:
-                _stop(proc)
+        for proc, _ in (down, live):
+            _stop(proc)
         subprocess.run([*SQLSFT, "server", "stop", "--port", str(serve_port)], env=serve_env, timeout=60)
 
 
@@ -260,6 +255,8 @@ def test_served_model_streams_and_wrong_names_are_explained(chat_pages):
     assert len(pieces) >= 3 and all(
         later.startswith(earlier) for earlier, later in itertools.pairwise(pieces)
     )
+    recorded = resolve_target(None, None, None)  # what `sqlsft chat` without --url connects to
+    assert (recorded.url, recorded.model) == (chat_pages["api"], "local") and "recorded" in recorded.source
     wrong = ChatTarget(chat_pages["api"], "no-such-model", "EMPTY", "--url")
     with pytest.raises(ServerProblem, match="does not serve a model named 'no-such-model'"):
         list(stream_answer(wrong, messages, 8))
@@ -267,7 +264,6 @@ def test_served_model_streams_and_wrong_names_are_explained(chat_pages):
 
 @pytest.mark.slow
 def test_page_answers_runs_the_sql_and_compares(chat_pages, browser, artifacts_dir):
-    assert "recorded server" in chat_pages["live_log"].read_text()
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(chat_pages["live"])
     _ask(page, "How many employees are there?", SCHEMA, expected="SELECT COUNT(id) FROM employees")
@@ -279,12 +275,12 @@ def test_page_answers_runs_the_sql_and_compares(chat_pages, browser, artifacts_d
     assert "How many employees are there?" in chat.inner_text()
     tables = page.locator(".sqlsft-table")
     assert tables.count() == 2 and "3" in tables.first.inner_text()
+    page.screenshot(path=str(artifacts_dir / "chat-answer.png"), full_page=True)
     # The same question on a schema that does not build: the panel says so.
     _ask(page, "And now?", "CREATE TABLE (")
     page.locator(".sqlsft-result .sqlsft-bad").first.wait_for(timeout=60_000)
     assert "Schema" in page.locator(".sqlsft-result").last.inner_text()
-    page.locator(".sqlsft-result").last.scroll_into_view_if_needed()
-    page.screenshot(path=str(artifacts_dir / "chat-answer.png"), full_page=True)
+    page.screenshot(path=str(artifacts_dir / "chat-schema-error.png"), full_page=True)
     assert API_KEY not in page.content()
     page.close()
 
