@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -161,7 +162,7 @@ def data_lengths(run_dir: Path, max_length: int) -> tuple[list[int], str]:
 
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     train = load_from_disk(info["data_path"])["train"]
-    if "num_tokens" in train.column_names:
+    if "num_tokens" in train.column_names and info.get("data_token_counts", True):  # this model's tokenizer
         lengths = list(train["num_tokens"])
     else:
         from transformers import AutoTokenizer
@@ -269,6 +270,7 @@ def bench_train(options: BenchTrainOptions, console: Console) -> dict[str, Any]:
         preset: resolve_config(preset, None, overrides, model, options.dataset, total_steps)
         for preset in options.presets
     }
+    load_start = [round(x, 2) for x in os.getloadavg()]
     stamp = time.strftime(TIME_FORMAT)
     out = runs_dir() / "bench" / f"{stamp}-train"
     out.mkdir(parents=True, exist_ok=True)
@@ -290,11 +292,8 @@ def bench_train(options: BenchTrainOptions, console: Console) -> dict[str, Any]:
                 "warmup_steps": options.warmup_steps,
                 "per_device_batch": config.training.get("per_device_train_batch_size"),
             }
-            label = (
-                f"{preset} on {gpus} GPU{'s' if gpus > 1 else ''}"
-                if device == "gpu"
-                else f"{preset} on the CPU"
-            )
+            on_cpu = device == "cpu" and gpus == 1
+            label = f"{preset} on the CPU" if on_cpu else f"{preset} x {gpus} GPU{'s' if gpus > 1 else ''}"
             reason = skip_reason(config, gpus, hardware)
             if reason:
                 console.print(f"[yellow]skip[/] {label}: {reason}")
@@ -340,6 +339,8 @@ def bench_train(options: BenchTrainOptions, console: Console) -> dict[str, Any]:
     report = {
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "hardware": hardware.describe(),
+        # other work on the machine slows every figure: the 1/5/15-minute load averages at start and end
+        "load_average": {"start": load_start, "end": [round(x, 2) for x in os.getloadavg()]},
         "gpus_present": [g.name for g in hardware.gpus],
         "cpu_cores": hardware.cpu_cores,
         "versions": _versions(),
@@ -434,19 +435,18 @@ def _seconds(value: float | None) -> str:
 
 def results_table(report: dict) -> Table:
     table = Table(title=f"bench train on {report['hardware']}")
-    columns = ("preset", "device", "batch", "step (s)", "tokens/s", "x first", "samples/s", "peak mem (GiB)",
-               "x first", "epoch (proj.)", "MFU")  # fmt: skip
+    columns = ("preset", "device", "batch", "step s", "tokens/s", "ratio", "samples/s", "peak GiB", "ratio",
+               "epoch", "MFU")  # fmt: skip
     for name in columns:
         table.add_column(name, justify="left" if name in ("preset", "device") else "right")
     skipped = []
     for r in report["results"]:
         device = "CPU" if r["device"] == "cpu" else f"{r['gpus']} GPU"
         if r["status"] != "ok":
-            skipped.append(f"{r['preset']} on {device}: {r['status']} ({r['reason']})")
+            asked = f"{r['processes']} GPUs" if r["processes"] > 1 else device
+            skipped.append(f"{r['status']}: {r['preset']} x {asked} ({r['reason']})")
             continue
         memory = "-" if r["peak_memory_gib"] is None else f"{r['peak_memory_gib']:.2f}"
-        if r["memory_kind"] == "cpu-rss" and memory != "-":
-            memory += " RSS"
         table.add_row(
             r["preset"],
             device,
@@ -460,10 +460,13 @@ def results_table(report: dict) -> Table:
             _seconds(r["projected_epoch_s"]),
             f"{100 * r['mfu']:.1f}%" if r.get("mfu") else "-",
         )
+    rss = any(r.get("memory_kind") == "cpu-rss" for r in report["results"])
     caption = [
-        f"{report['options']['warmup_steps']} warm-up steps excluded, {report['options']['steps']} timed"
+        f"{report['options']['warmup_steps']} warm-up steps excluded, {report['options']['steps']} timed; "
+        "ratio: to the first preset; epoch: projected from tokens/s"
+        + ("; peak memory: RSS of the CPU process" if rss else "")
     ]
-    caption += [f"skipped {s}" for s in skipped]
+    caption += skipped
     caption.append(f"saved {report['folder']}/bench.json, bench.csv, bench.png")
     table.caption = "\n".join(caption)
     return table
@@ -502,7 +505,9 @@ def plot(report: dict, path: Path) -> None:
             ax.annotate(f"{value:,.0f}" if key == "tokens_per_s" else f"{value:.2f}",
                         (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=8)  # fmt: skip
         ax.tick_params(axis="x", labelsize=8)
-    skipped = [f"{r['preset']}: {r['reason']}" for r in report["results"] if r["status"] != "ok"]
+    skipped = [
+        f"{r['preset']} x {r['processes']}: {r['reason']}" for r in report["results"] if r["status"] != "ok"
+    ]
     fig.suptitle(f"sqlsft bench train: {report['hardware']}", fontsize=11)
     if skipped:
         fig.text(0.01, 0.01, "not run: " + "; ".join(skipped), fontsize=7, wrap=True)

@@ -8,7 +8,6 @@ JSONL, report JSON and Rich tables in `runs/<run>/eval/<split>-<time>/`.
 
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -35,6 +35,7 @@ from sqlsft.scoring import (
 )
 
 DEFAULT_BY = ("sql_complexity", "sql_task_type")
+DEFAULT_DATASET = "builtin"
 SLOWEST_SHOWN = 5
 FAILED_SHOWN = 10
 CHANGED_SHOWN = 10
@@ -44,7 +45,7 @@ TIME_FORMAT = "%Y%m%d-%H%M%S"
 
 @dataclass
 class EvalOptions:
-    dataset: str = "builtin"
+    dataset: str | None = None  # None: the run's own prepared data, else DEFAULT_DATASET
     split: str = "test"
     limit: int | None = None
     concurrency: int = 16
@@ -105,11 +106,44 @@ def find_or_prepare(dataset: str, console: Console):
     return prepare(options, console=console)
 
 
-def load_rows(options: EvalOptions, console: Console) -> list[dict[str, Any]]:
-    """The first `limit` rows of the split, each with its prompt messages in the training format."""
-    if options.limit is not None and options.limit < 1:
-        raise SqlsftError(f"--limit must be at least 1 (got {options.limit}).")
-    prepared = find_or_prepare(options.dataset, console)
+class _RunData:
+    """A run's own prepared data set (what it trained on), so its test split is the one held out from it."""
+
+    def __init__(self, path: Path, manifest: dict):
+        self.path, self.folder, self.manifest = path, path.parent, manifest
+
+    def load(self):
+        from datasets import load_from_disk
+
+        return load_from_disk(str(self.path))
+
+
+def run_data(run) -> _RunData | None:
+    if run is None:
+        return None
+    from sqlsft.runs import read_json
+
+    data_path = read_json(Path(run.path) / "run.json").get("data_path")
+    if not data_path or not Path(data_path).is_dir():
+        return None
+    manifest = read_json(Path(data_path).parent / "manifest.json")
+    return _RunData(Path(data_path), manifest)
+
+
+def load_rows(options: EvalOptions, console: Console, run=None) -> list[dict[str, Any]]:
+    """The first `limit` rows of the split, each with its prompt messages in the training format.
+
+    With no --dataset, a run is evaluated on its own prepared data (its test split never met training);
+    otherwise the newest preparation of the data set (default builtin) is used, or made.
+    """
+    own = run_data(run) if options.dataset is None else None
+    if own is not None:
+        options.dataset = str(own.manifest.get("options", {}).get("dataset") or own.path)
+        console.print(f"Data: {run.name}'s own data ({options.dataset}) prepared in {own.folder}")
+        prepared = own
+    else:
+        options.dataset = options.dataset or DEFAULT_DATASET
+        prepared = find_or_prepare(options.dataset, console)
     splits = prepared.load()
     if options.split not in splits:
         raise SqlsftError(
@@ -249,13 +283,6 @@ def _progress(console: Console) -> Progress:
     )
 
 
-def _running_accuracy(records: list[dict]) -> str:
-    counted = [r for r in records if r["gold_executes"]]
-    if not counted:
-        return "-"
-    return f"{sum(1 for r in counted if r['execution_match']) / len(counted):.1%}"
-
-
 def run_rows(
     rows: list[dict],
     answer: Callable[[dict], Answer],
@@ -266,37 +293,40 @@ def run_rows(
     label: str = "eval",
 ) -> tuple[list[dict], float]:
     """Answer and score every row with at most `concurrency` requests in flight; records in row order."""
-    if concurrency < 1:
-        raise SqlsftError(f"--concurrency must be at least 1 (got {concurrency}).")
     records: list[dict] = []
-    lock = threading.Lock()
     started = time.perf_counter()
     plain_every = max(1, len(rows) // 10)
 
     def work(index: int, row: dict) -> dict:
         return score_row(row, answer(row), by, index)
 
-    with _progress(console) as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-        task = progress.add_task(label, total=len(rows), accuracy="-", failed="")
-        futures = [pool.submit(work, i, row) for i, row in enumerate(rows)]
-        try:
+    pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="eval")
+    counted = correct = failed = 0
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task(label, total=len(rows), accuracy="-", failed="")
+            futures = [pool.submit(work, i, row) for i, row in enumerate(rows)]
             for future in as_completed(futures):
                 record = future.result()
-                with lock:
-                    records.append(record)
-                    done, accuracy = len(records), _running_accuracy(records)
-                    failed = sum(1 for r in records if r["outcome"] == "request_error")
+                records.append(record)
+                counted += record["gold_executes"]
+                correct += bool(record["execution_match"])
+                failed += record["outcome"] == "request_error"
+                accuracy = f"{correct / counted:.1%}" if counted else "-"
                 progress.update(
                     task,
                     advance=1,
                     accuracy=accuracy,
                     failed=f"[red]{failed} failed requests[/]" if failed else "",
                 )
+                done = len(records)
                 if not console.is_terminal and (done % plain_every == 0 or done == len(rows)):
                     console.print(f"{label}: {done}/{len(rows)} rows, execution accuracy {accuracy}")
-        except KeyboardInterrupt:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    except BaseException:
+        # Ctrl-C: drop the queued rows and return at once; requests in flight end when the server stops.
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     records.sort(key=lambda r: r["index"])
     return records, time.perf_counter() - started
 
@@ -360,7 +390,12 @@ def _brief(record: dict, with_sql: bool = False) -> dict:
         "latency_s": record["latency_s"],
     }
     if with_sql:
-        out.update(gold=record["gold"], predicted=record["predicted_sql"], error=record.get("error"))
+        out.update(
+            gold=record["gold"],
+            predicted=record["predicted_sql"],
+            answer=record["answer"],
+            error=record.get("error"),
+        )
     return out
 
 
@@ -388,7 +423,9 @@ def report_renderables(report: dict[str, Any]) -> Group:
         "  lenient (extra columns)", _pct(report["execution_accuracy_lenient"]), f"{executes} rows"
     )
     totals.add_row("exact match (sqlglot)", _pct(report["exact_match"]), f"{n} rows")
-    totals.add_row("valid SQL (executes)", _pct(report["valid_sql"]), "rows whose schema builds")
+    totals.add_row(
+        "valid SQL (executes)", _pct(report["valid_sql"]), f"{report['schema_builds']} rows (schema builds)"
+    )
     totals.add_row("parses (sqlglot)", _pct(report["parses"]), f"{n} rows")
     outcomes = ", ".join(f"{k} {v}" for k, v in report["outcomes"].items() if v)
     latency = report["latency"]
@@ -424,12 +461,13 @@ def report_renderables(report: dict[str, Any]) -> Group:
         parts.append(table)
     if report["failed"]:
         table = Table(title=f"not correct (first {len(report['failed'])})")
-        for name in ("row", "outcome", "predicted", "error"):
+        for name in ("row", "outcome", "predicted (or the answer)", "error"):
             table.add_column(name, overflow="fold")
         for r in report["failed"]:
-            table.add_row(
-                str(r["index"]), r["outcome"], _short(r["predicted"]) or "-", _short(r["error"], 60)
+            shown = _short(r["predicted"]) or (
+                f"[dim]{escape(_short(r['answer']))}[/]" if r.get("answer") else "-"
             )
+            table.add_row(str(r["index"]), r["outcome"], shown, _short(r["error"], 60))
         parts.append(table)
     if report.get("folder"):
         parts.append(f"saved {report['folder']}/report.json and predictions.jsonl")
@@ -468,6 +506,17 @@ def resolve_model_run(model: str | None):
         if model == "latest":
             raise
         return None
+
+
+def server_model(model: str, run, console: Console) -> str:
+    """What the server loads: a run's model folder, the embedded model's converted folder, or MODEL itself."""
+    if run is not None:
+        return str(run.model_dir)
+    if model == "embedded":
+        from sqlsft.models import embedded_model_dir
+
+        return str(embedded_model_dir(console))
+    return model
 
 
 def report_folder(run, label: str, split: str, stamp: str) -> Path:
@@ -510,11 +559,13 @@ def answering_server(
     }
     if api_key:
         kwargs["api_key"] = api_key
+    if model_name:
+        kwargs["served_model_name"] = model_name
     console.print(f"Starting a server for {model} (stopped when eval ends)")
     with running_server(model, **kwargs) as record:
         yield Target(
             url=record.url,
-            model_name=model_name or record.model_name,
+            model_name=record.model_name,
             api_key=getattr(record, "api_key", None) or "EMPTY",
             label=model,
             started_by_eval=True,
@@ -524,6 +575,13 @@ def answering_server(
 
 # ---------------------------------------------------------------------------------------------------
 # The stage
+
+
+def check_options(options: EvalOptions) -> None:
+    for name, value in (("--limit", options.limit), ("--concurrency", options.concurrency),
+                        ("--max-tokens", options.max_tokens)):  # fmt: skip
+        if value is not None and value < 1:
+            raise SqlsftError(f"{name} must be at least 1 (got {value}).")
 
 
 def evaluate_target(
@@ -590,9 +648,12 @@ def evaluate(
     api_key: str | None = None,
 ) -> EvalResult:
     """`sqlsft eval`: evaluate one model (a run, folder, hub id, or whatever serves at `url`)."""
+    check_options(options)
+    if url:
+        served_model_name(url, api_key, model_name)  # an unreachable server fails before the data loads
     run = resolve_model_run(model)
-    rows = load_rows(options, console)
-    spec = str(run.model_dir) if (run is not None and not url) else model
+    rows = load_rows(options, console, run=run)
+    spec = server_model(model, run, console) if (model and not url) else model
     with answering_server(spec, url, model_name, api_key, options, console) as target:
         if model:
             target.label = model if run is None else run.name
@@ -681,13 +742,16 @@ def compare(
     model_name: str | None = None,
     api_key: str | None = None,
 ) -> dict[str, Any]:
-    """`sqlsft eval --compare A B`: both models on the same rows (a server each, in turn), and the difference."""
-    rows = load_rows(options, console)
+    """`sqlsft eval --compare A B`: both models on the same rows (a server each, in turn), and the difference.
+
+    With no --dataset the rows come from the first run's own data (A's, else B's)."""
+    check_options(options)
+    found = [resolve_model_run(model_a), resolve_model_run(model_b)]
+    rows = load_rows(options, console, run=next((r for r in found if run_data(r) is not None), None))
     stamp = time.strftime(TIME_FORMAT)
     results = []
-    for model in (model_a, model_b):
-        run = resolve_model_run(model)
-        spec = str(run.model_dir) if run is not None else model
+    for model, run in zip((model_a, model_b), found, strict=True):
+        spec = server_model(model, run, console)
         with answering_server(spec, None, model_name, api_key, options, console) as target:
             target.label = model if run is None else run.name
             results.append(evaluate_target(target, rows, options, console, run=run, stamp=stamp))

@@ -239,6 +239,7 @@ def summarize(scores: list[ExampleScore]) -> dict:
         ),
         "exact_match": _share(sum(1 for s in scores if s.exact_match), len(scores)),
         "valid_sql": _share(sum(1 for s in with_schema if s.valid_sql), len(with_schema)),
+        "schema_builds": len(with_schema),
         "parses": _share(sum(1 for s in scores if s.parses), len(scores)),
         "outcomes": counts,
     }

@@ -55,7 +55,7 @@ def test_user_templates_are_sandboxed_and_errors_name_the_template_and_line(tmp_
         prompt_completion(templates, EXAMPLE)
 
     (folder / "user.jinja").write_text("{{ sql_prompt.__class__.__mro__[1].__subclasses__() }}")
-    with pytest.raises(SqlsftError, match="user.jinja"):
+    with pytest.raises(SqlsftError, match=r"user\.jinja"):
         prompt_completion(load_templates(folder), EXAMPLE)
 
     (folder / "user.jinja").write_text("line one\n{% if %}")

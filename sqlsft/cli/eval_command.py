@@ -18,10 +18,18 @@ def eval_command(
         None, "--url", help="Ask this OpenAI-compatible server instead, e.g. http://127.0.0.1:8080/v1."
     ),
     model_name: str | None = typer.Option(
-        None, "--model-name", help="Model name to request (default: the one the server lists, or 'local')."
+        None,
+        "--model-name",
+        help="Model name to request (default: the one the server lists, or 'local'); the name of the server eval starts.",
     ),
     api_key: str | None = typer.Option(None, "--api-key", help="API key of the server (default EMPTY)."),
-    dataset: str = typer.Option("builtin", "--dataset", "-d", help="Data set, as for `sqlsft prepare`."),
+    dataset: str | None = typer.Option(
+        None,
+        "--dataset",
+        "-d",
+        help="Data set, as for `sqlsft prepare` (default: a run's own data, else builtin).",
+        show_default=False,
+    ),
     split: str = typer.Option("test", "--split", help="Split to evaluate on."),
     limit: int | None = typer.Option(None, "--limit", "-n", help="Only the first N rows of the split."),
     concurrency: int = typer.Option(16, "--concurrency", "-c", help="Requests in flight at once."),
@@ -48,8 +56,6 @@ def eval_command(
     from sqlsft.evaluate import EvalOptions, evaluate
     from sqlsft.evaluate import compare as compare_models
 
-    if max_tokens < 1:
-        raise SqlsftError(f"--max-tokens must be at least 1 (got {max_tokens}).")
     options = EvalOptions(
         dataset=dataset,
         split=split,
