@@ -47,7 +47,9 @@ def test_builtin_prepare_splits_90_5_5_and_validates_by_execution(tmp_path):
     assert prepared.manifest["validation"]["train"]["executable_share"] == 1.0
     # deterministic: a forced rebuild gives the same rows in the same order
     again = prepare(options(tmp_path, dataset="builtin", num_rows=200, force=True)).load()
-    assert list(again["test"]["id"]) == list(data["test"]["id"]) and list(again["train"]["sql"]) == list(data["train"]["sql"])
+    assert list(again["test"]["id"]) == list(data["test"]["id"]) and list(again["train"]["sql"]) == list(
+        data["train"]["sql"]
+    )
 
 
 def test_cache_hit_miss_and_key(tmp_path):
@@ -95,7 +97,9 @@ def test_csv_and_parquet_and_several_files(tmp_path):
     frame = pd.DataFrame(GOOD_ROWS)
     frame.iloc[:20].to_csv(tmp_path / "a.csv", index=False)
     frame.iloc[20:].to_csv(tmp_path / "b.csv", index=False)
-    data = prepare(options(tmp_path, dataset=str(tmp_path / "a.csv"), data_files=[str(tmp_path / "b.csv")])).load()
+    data = prepare(
+        options(tmp_path, dataset=str(tmp_path / "a.csv"), data_files=[str(tmp_path / "b.csv")])
+    ).load()
     assert sum(len(s) for s in data.values()) == 40
     frame.to_parquet(tmp_path / "all.parquet")
     data = prepare(options(tmp_path, dataset=str(tmp_path / "all.parquet"))).load()
@@ -103,14 +107,19 @@ def test_csv_and_parquet_and_several_files(tmp_path):
 
 
 def test_column_mapping(tmp_path):
-    renamed = [{"question": r["sql_prompt"], "context": r["sql_context"], "answer": r["sql"]} for r in GOOD_ROWS]
+    renamed = [
+        {"question": r["sql_prompt"], "context": r["sql_context"], "answer": r["sql"]} for r in GOOD_ROWS
+    ]
     data_file = write_jsonl(tmp_path / "qa.jsonl", renamed)
     mapping = parse_column_map(["question=sql_prompt,context=sql_context", "answer=sql"])
     assert mapping == {"question": "sql_prompt", "context": "sql_context", "answer": "sql"}
     data = prepare(options(tmp_path, dataset=str(data_file), column_map=mapping)).load()
     assert "How many orders" in data["train"][0]["prompt"][1]["content"]
     assert data["train"][0]["id"] is not None  # ids are added when the source has none
-    with pytest.raises(SqlsftError, match=r"lacks the columns sql_prompt, sql_context, sql; it has: question, context, answer.*--map"):
+    with pytest.raises(
+        SqlsftError,
+        match=r"lacks the columns sql_prompt, sql_context, sql; it has: question, context, answer.*--map",
+    ):
         prepare(options(tmp_path, dataset=str(data_file)))
     with pytest.raises(SqlsftError, match="SOURCE=TARGET"):
         parse_column_map(["question"])
@@ -184,7 +193,10 @@ def test_unreachable_hub_says_so_and_suggests_builtin(tmp_path):
 
 def run_cli(*args, env=None):
     return subprocess.run(
-        [sys.executable, "-m", "sqlsft", *args], capture_output=True, text=True, env={**os.environ, **(env or {})}
+        [sys.executable, "-m", "sqlsft", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
 
 

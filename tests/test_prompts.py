@@ -34,10 +34,16 @@ def test_workshop_example_renders_as_conversational_prompt_completion():
     assert row == {
         "prompt": [
             {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Prompt:\n{EXAMPLE['sql_prompt']}\n\nSchema:\n```sql\n{context}\n```"},
+            {
+                "role": "user",
+                "content": f"Prompt:\n{EXAMPLE['sql_prompt']}\n\nSchema:\n```sql\n{context}\n```",
+            },
         ],
         "completion": [
-            {"role": "assistant", "content": "```sql\nSELECT SUM(fare)\nFROM bus_routes\nWHERE route_name = 'Green Line';\n```"}
+            {
+                "role": "assistant",
+                "content": "```sql\nSELECT SUM(fare)\nFROM bus_routes\nWHERE route_name = 'Green Line';\n```",
+            }
         ],
     }
     # serving, chat and eval ask with exactly the training prompt
