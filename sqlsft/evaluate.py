@@ -633,7 +633,7 @@ def evaluate_target(
         first = next((r["error"] for r in records if r["outcome"] == "request_error"), "")
         raise SqlsftError(
             f"Every request to {target.url} failed (first: {first}); report saved in {folder}.",
-            "Check the server (`sqlsft serve status`, its log) and --model-name.",
+            "Check the server (`sqlsft server status`, its log) and --model-name.",
         )
     return EvalResult(report=report, predictions=records, folder=folder)
 

@@ -129,6 +129,14 @@ def _write_state(state: _State) -> None:
     tmp.replace(path)
 
 
+def _remove_state(port: int, pid: int) -> None:
+    """Delete the port's state file if it still describes `pid` (a racing start must not drop another's)."""
+    path = _state_file(port)
+    state = _read_state(path)
+    if state is None or state.pid == pid:
+        path.unlink(missing_ok=True)
+
+
 def _read_state(path: Path) -> _State | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -304,7 +312,12 @@ def _hub_snapshot(repo_id: str) -> Path:
 
 
 def resolve_model(spec: str | None) -> tuple[Path, str]:
-    """MODEL -> (folder, label): `latest`, a run name, a run/model/checkpoint folder, or a hub id."""
+    """MODEL -> (absolute folder, label): `latest`, a run name, a run/model/checkpoint folder, or a hub id."""
+    folder, label = _resolve_model(spec)
+    return Path(os.path.abspath(folder)), label  # the engine runs in its own folder: no relative paths
+
+
+def _resolve_model(spec: str | None) -> tuple[Path, str]:
     spec = (spec or "latest").strip()
     if spec == "latest":
         folder = _resolve_latest()
@@ -312,7 +325,6 @@ def resolve_model(spec: str | None) -> tuple[Path, str]:
     path = Path(spec).expanduser()
     for candidate in (path, runs_dir() / spec):
         if candidate.is_dir():
-            candidate = candidate.resolve()
             if (candidate / "status.json").is_file() and not (candidate / "config.json").is_file():
                 return _run_model_dir(candidate), candidate.name  # a run folder
             return candidate, spec
@@ -609,18 +621,19 @@ def plan_server(
         # /v1/models lists the Hugging Face cache: a private cache holding just the served name.
         env.update({"HF_HUB_CACHE": str(workdir / "hub"), "HF_HUB_OFFLINE": "1"})
     command += extra
-    return ServerPlan(checked, choice, host, port, name, command, workdir, env, tuple(notes))
+    cwd = workdir / "names" if choice.engine == "transformers" else workdir
+    return ServerPlan(checked, choice, host, port, name, command, cwd, env, tuple(notes))
 
 
 def _prepare_workdir(plan: ServerPlan) -> None:
     """Write what the command line refers to: the chat template, and for transformers the name link."""
-    workdir = plan.cwd
+    workdir = server_workdir(plan.port)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "chat_template.jinja").write_text(plan.model.chat_template, encoding="utf-8")
     if plan.choice.engine != "transformers":
         return
-    link = workdir / plan.served_model_name
-    _replace_link(link, plan.model.path)
+    shutil.rmtree(plan.cwd, ignore_errors=True)
+    _replace_link(plan.cwd / plan.served_model_name, plan.model.path)
     repo = workdir / "hub" / ("models--" + plan.served_model_name.replace("/", "--"))
     shutil.rmtree(workdir / "hub", ignore_errors=True)
     (repo / "refs").mkdir(parents=True)
@@ -810,11 +823,12 @@ def _model_line(model: ModelFolder) -> str:
 
 
 def _warn(console, text: str) -> None:
+    """Warnings go to stderr, whatever console the progress goes to."""
     from rich.console import Console
 
-    (console or Console(stderr=True)).print(
-        f"[bold yellow]warning:[/] {text}", highlight=False, soft_wrap=True
-    )
+    if console is None or not console.stderr:
+        console = Console(stderr=True)
+    console.print(f"[bold yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
 
 
 def start_server(
@@ -864,10 +878,10 @@ def start_server(
         _warn(console, text)
     if console is not None:
         console.print(f"[bold]engine[/] {plan.choice.engine} ({plan.choice.reason})", highlight=False)
-        console.print(f"[bold]model[/]  {_model_line(plan.model)}", highlight=False)
+        console.print(f"[bold]model[/]  {_escape(_model_line(plan.model))}", highlight=False)
         for note in plan.notes:
             console.print(f"[dim]{note}[/]", highlight=False)
-        console.print(f"[dim]$ {shlex.join(plan.command)}[/]", highlight=False, soft_wrap=True)
+        console.print(f"[dim]$ {_escape(shlex.join(plan.command))}[/]", highlight=False, soft_wrap=True)
     _prepare_workdir(plan)
     log_file = log_path(port)
     proc = _spawn(plan, log_file, detach)
@@ -896,7 +910,7 @@ def start_server(
         _wait_healthy(proc, plan, log_file, timeout_s, console)
     except BaseException:
         _terminate(proc.pid, grace_s=5)
-        _state_file(port).unlink(missing_ok=True)
+        _remove_state(port, proc.pid)
         raise
     return state.record(api_key)
 
@@ -951,7 +965,7 @@ def wait_for_exit(record: ServerRecord, poll_s: float = 0.5) -> int | None:
     proc = _children.get(record.pid)
     if proc is not None:
         code = proc.wait()
-        _state_file(record.port).unlink(missing_ok=True)
+        _remove_state(record.port, record.pid)
         return code
     while _state_for_port(record.port) is not None:
         time.sleep(poll_s)
@@ -964,7 +978,7 @@ def stop_server(port: int) -> bool:
     if state is None:
         return False
     _terminate(state.pid)
-    _state_file(port).unlink(missing_ok=True)
+    _remove_state(port, state.pid)
     return True
 
 
@@ -1056,10 +1070,10 @@ def serve(
             model, extra_args=kwargs.get("extra_args", ()), **{k: kwargs[k] for k in keys if k in kwargs}
         )
         console.print(f"engine: {plan.choice.engine} ({plan.choice.reason})", highlight=False)
-        console.print(f"model:  {_model_line(plan.model)}", highlight=False)
+        console.print(f"model:  {_escape(_model_line(plan.model))}", highlight=False)
         for text in plan.model.warnings:
             _warn(console, text)
-        console.print(f"cwd:    {plan.cwd}", highlight=False)
+        console.print(f"cwd:    {_escape(str(plan.cwd))}", highlight=False)
         shown_env = {k: ("***" if "KEY" in k else v) for k, v in plan.env.items()}
         console.print("env:    " + " ".join(f"{k}={v}" for k, v in shown_env.items()), highlight=False)
         print(shlex.join(plan.command))
@@ -1113,7 +1127,9 @@ def _print_ready(record: ServerRecord, detach: bool, console) -> None:
         table.add_row("stop", f"sqlsft server stop --port {record.port}")
     else:
         table.add_row("stop", "Ctrl-C")
-    console.print(f"[bold green]Serving {record.model_name}[/] from {record.model}", highlight=False)
+    console.print(
+        f"[bold green]Serving {_escape(record.model_name)}[/] from {_escape(record.model)}", highlight=False
+    )
     console.print(table)
 
 

