@@ -31,13 +31,13 @@ from sqlsft.paths import cache_dir, presets_dir
 
 SECTIONS = ("data", "model", "training")
 DEFAULT_PRESET = "demo"
+FIELD_TABLE_VERSION = 1  # bump when the cached field table changes shape
 TOP_LEVEL_KEYS = ("description", "preset", *SECTIONS, "sources")  # `sources`: written by sqlsft, ignored
 # Fields sqlsft sets itself (the run folder owns them); a config that sets them is refused with the reason.
 MANAGED_FIELDS = {
     "output_dir": "sqlsft writes checkpoints into the run folder (runs/<run>/checkpoints)",
     "run_name": "the run is named after its folder",
     "resume_from_checkpoint": "use `sqlsft train --resume [RUN]`",
-    "logging_dir": "logs go to the run folder",
     "push_to_hub": "sqlsft keeps the model in the run folder (runs/<run>/model)",
 }
 # Data options train decides from the other sections (or that make no sense for a run).
@@ -123,7 +123,8 @@ def field_table() -> dict[str, dict[str, FieldSpec]]:
     from sqlsft.data import PrepareOptions
 
     data = _specs_from_dataclass(PrepareOptions, "data", DATA_MANAGED)
-    cache_file = cache_dir() / "config-fields" / f"{_library_versions()}-sqlsft{__version__}.json"
+    name = f"{_library_versions()}-sqlsft{__version__}-v{FIELD_TABLE_VERSION}.json"
+    cache_file = cache_dir() / "config-fields" / name
     try:
         raw = json.loads(cache_file.read_text())
         table = {s: {k: FieldSpec(k, s, tuple(v[0]), tuple(v[1])) for k, v in raw[s].items()} for s in raw}
@@ -132,7 +133,7 @@ def field_table() -> dict[str, dict[str, FieldSpec]]:
 
         table = {
             "model": _specs_from_dataclass(ModelConfig, "model"),
-            "training": _specs_from_dataclass(SFTConfig, "training", set(MANAGED_FIELDS)),
+            "training": _specs_from_dataclass(SFTConfig, "training"),
         }
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +169,8 @@ def check_value(spec: FieldSpec, value: Any, origin: str) -> Any:
     elif isinstance(value, bool):
         if "bool" in kinds:
             return value
+        if "str" in kinds and ("no" if not value else "yes") in spec.choices:
+            return "no" if not value else "yes"  # YAML 1.1 reads a bare `no` (save_strategy: no) as false
     elif isinstance(value, int):
         if "int" in kinds or "float" in kinds:
             return value
@@ -280,7 +283,9 @@ class TrainConfig:
         }
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.as_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100)
+        return yaml.safe_dump(
+            self.as_dict(), sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
+        )
 
     @property
     def model_name(self) -> str:
@@ -329,14 +334,15 @@ def parse_override(text: str, table) -> tuple[str, str, Any]:
     key = key.strip()
     if not sep or not key:
         raise SqlsftError(f"--set {text!r}: write it as key=value, for example --set learning_rate=1e-4.")
+    if key.removeprefix("training.") in MANAGED_FIELDS:
+        name = key.removeprefix("training.")
+        raise SqlsftError(f"--set {name}: cannot be set: {MANAGED_FIELDS[name]}.")
     section, dot, name = key.partition(".")
     if dot and section in SECTIONS:
         key = name
     else:
         section = table_section(key, table) or ""
     if not section or key not in table[section]:
-        if section == "training" and key in MANAGED_FIELDS:
-            raise SqlsftError(f"--set {key}: cannot be set: {MANAGED_FIELDS[key]}.")
         raise SqlsftError(f"--set {key}: unknown key.{_closest(key, table)}")
     try:
         value = yaml.safe_load(raw_value) if raw_value.strip() else None

@@ -116,8 +116,11 @@ def embedded_model_dir(console: Console | None = None) -> Path:
 def _convert_gguf(gguf: Path, out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers.utils import logging as transformers_logging
 
     from sqlsft.chat_template import gemma3_chat_template
+
+    transformers_logging.disable_progress_bar()  # the Rich status line says what is happening
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(

@@ -99,6 +99,11 @@ def resolve_report_to(explicit: str | None, config: TrainConfig) -> tuple[str | 
                 raise SqlsftError(
                     f"--report-to {value} needs the {package} package.", f"pip install {package}"
                 )
+        if value == "wandb" and not wandb_configured():
+            raise SqlsftError(
+                "--report-to wandb: wandb is not set up here.",
+                "Run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline to log locally.",
+            )
         return value, None
     if "report_to" in config.training:
         return config.training["report_to"], None
@@ -124,10 +129,39 @@ def estimate_disk_gib(
     return (kept * checkpoint + params * train_bytes) / 2**30 + 0.5
 
 
-def preflight(
-    config: TrainConfig, plan: launch.LaunchPlan, hardware: Hardware, free_gib: float, needed_gib: float
-) -> list[str]:
-    """The problems that would make the launch fail, each one line with what to do (empty: all clear)."""
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); None where /proc/cpuinfo cannot tell."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return None
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None
+    )
+    if flags is None:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def slow_bf16_warning(
+    config: TrainConfig, plan: launch.LaunchPlan, cpu_bf16: bool | None = None
+) -> str | None:
+    """bf16 on a CPU without native bf16 works (autocast) but is emulated: say so (`cpu_bf16`: detected if None)."""
+    wants_bf16 = bool(config.training.get("bf16")) or config.model.get("dtype") == "bfloat16"
+    if not wants_bf16 or plan.device != "cpu":
+        return None
+    if cpu_bf16 is None:
+        cpu_bf16 = cpu_has_native_bf16()
+    if cpu_bf16 is not False:
+        return None
+    return (
+        "This CPU has no native bf16 (AVX512-BF16 or AMX): bf16 is emulated, many times slower than fp32 "
+        "(--set bf16=false --set dtype=float32 trains faster)."
+    )
+
+
+def preflight(config: TrainConfig, plan: launch.LaunchPlan, hardware: Hardware) -> list[str]:
+    """Hardware problems that would make the launch fail, each one line with what to do (empty: all clear)."""
     problems = []
     training = config.training
     liger = bool(training.get("use_liger_kernel"))
@@ -151,13 +185,17 @@ def preflight(
                 f"bf16 needs a GPU with bf16 support (Ampere or newer); {lacking[0].name} has none. "
                 "Use --set bf16=false --set dtype=float32 (Gemma 3 overflows in fp16)."
             )
-    if needed_gib > free_gib:
-        problems.append(
-            f"Not enough free disk for checkpoints: {free_gib:.1f} GiB free under {runs_dir()}, the run needs "
-            f"about {needed_gib:.1f} GiB. Free some space, point SQLSFT_RUNS_DIR at a bigger disk, "
-            "or --set save_total_limit=1."
-        )
     return problems
+
+
+def disk_problem(needed_gib: float, free_gib: float, folder: Path) -> str | None:
+    if needed_gib <= free_gib:
+        return None
+    return (
+        f"Not enough free disk for checkpoints: {free_gib:.1f} GiB free under {folder}, the run needs about "
+        f"{needed_gib:.1f} GiB. Free some space, point SQLSFT_RUNS_DIR at a bigger disk, "
+        "or --set save_total_limit=1."
+    )
 
 
 def _model_file_dtype(resolved: ResolvedModel) -> str | None:
@@ -172,14 +210,11 @@ def _model_file_dtype(resolved: ResolvedModel) -> str | None:
 
 
 def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
+    """A new run (or, with options.resume, a stopped one continued): checks, data, run folder, launch."""
     console = console or Console()
     if options.resume is not None:
         return resume(options, console)
-    if options.nodes > 1 and not options.run_name and not options.dry_run:
-        raise SqlsftError(
-            f"With --nodes {options.nodes} every machine must write to the same run folder.",
-            "Pass the same --run-name on each machine, with the runs folder on a shared filesystem.",
-        )
+    _check_run_name(options)
     config = resolve_config(
         options.preset, options.config_file, options.overrides, options.model, options.dataset,
         options.max_steps, None,
@@ -191,63 +226,84 @@ def train(options: TrainOptions, console: Console | None = None) -> TrainResult:
         hardware, options.gpus, options.cpu_processes, options.strategy, options.nodes, options.node_rank,
         options.main_ip, options.main_port, _mixed_precision(config), options.dry_run,
     )  # fmt: skip
-    if plan.use_cpu:
-        config.training["use_cpu"] = (
-            True  # bf16 autocast on the CPU needs it; accelerate's own setting does not do
-        )
+    if plan.use_cpu:  # TrainingArguments refuse bf16 without a GPU unless use_cpu is set
+        config.training["use_cpu"] = True
     report_to, report_note = resolve_report_to(options.report_to, config)
     config.training["report_to"] = report_to
+    resolved, problems = _check_before_launch(config, plan, hardware, options.dry_run)
+    notes += [f"dry run: {p}" for p in problems]
+    extra = [n for n in (slow_bf16_warning(config, plan), report_note) if n]
+    if options.dry_run:
+        return _dry_run(config, plan, hardware, notes + extra, options, console)
 
+    for line in extra:
+        console.print(line, style="yellow" if "bf16" in line else "dim", markup=False, soft_wrap=True)
+    model_path = str(embedded_model_dir(console)) if resolved.is_embedded else resolved.path_or_id
+    prepared = _prepare_data(config, console)
+    run_dir = _create_run(config, plan, model_path, prepared, options.run_name)
+    command = launch.launch_command(run_dir / "accelerate.yaml", run_dir)
+    launch.write_launch_script(command, run_dir / "launch.sh", _child_env(run_dir))
+    runs.update_status(run_dir, command=launch.shell_line(command))
+    console.print(f"Run [bold]{run_dir.name}[/]: {config.preset} on {plan.describe()} -> {run_dir}")
+    console.print(f"$ {launch.shell_line(command)}", markup=False, highlight=False, soft_wrap=True)
+    return _execute(run_dir, command, console)
+
+
+def _check_run_name(options: TrainOptions) -> None:
+    if options.nodes > 1 and not options.run_name and not options.dry_run:
+        raise SqlsftError(
+            f"With --nodes {options.nodes} every machine must write to the same run folder.",
+            "Pass the same --run-name on each machine, with the runs folder on a shared filesystem.",
+        )
+    folder = runs_dir() / (options.run_name or "")
+    if options.run_name and options.nodes == 1 and (folder / runs.STATUS_FILE).exists():
+        raise SqlsftError(
+            f"Run folder {folder} already holds a run.",
+            f"Choose another --run-name, or continue it with `sqlsft train --resume {options.run_name}`.",
+        )
+
+
+def _check_before_launch(config, plan, hardware, dry_run: bool) -> tuple[ResolvedModel | None, list[str]]:
+    """Hardware, model access and disk checks: errors for a real run, notes (returned) for a dry run."""
+    problems = preflight(config, plan, hardware)
+    if problems and not dry_run:
+        raise SqlsftError(problems[0])
     try:
         resolved = resolve_model(config.model_name, config.model.get("model_revision"))
     except SqlsftError as exc:
-        if not options.dry_run:
+        if not dry_run:
             raise
-        resolved = None
-        notes.append(f"dry run: {exc}")
-    weights = (
-        (EMBEDDED_WEIGHT_BYTES if resolved.is_embedded else model_weight_bytes(resolved))
-        if resolved
-        else None
-    )
-    needed = estimate_disk_gib(config, weights, _model_file_dtype(resolved) if resolved else None)
-    problems = preflight(config, plan, hardware, free_disk_gib(runs_dir()), needed)
-    if problems and not options.dry_run:
-        raise SqlsftError(problems[0])
-    notes += [f"dry run: {p}" for p in problems]
+        return None, [*problems, str(exc)]
+    weights = EMBEDDED_WEIGHT_BYTES if resolved.is_embedded else model_weight_bytes(resolved)
+    needed = estimate_disk_gib(config, weights, _model_file_dtype(resolved))
+    problem = disk_problem(needed, free_disk_gib(runs_dir()), runs_dir())
+    if problem and not dry_run:
+        raise SqlsftError(problem)
+    return resolved, problems + ([problem] if problem else [])
 
-    if options.dry_run:
-        return _dry_run(
-            config, plan, hardware, notes + ([report_note] if report_note else []), options, console
-        )
 
-    if report_note:
-        console.print(report_note, style="dim")
-    model_path = str(embedded_model_dir(console)) if resolved.is_embedded else resolved.path_or_id
-    prepared = _prepare_data(config, console)
-
-    run_dir = runs.new_run_dir(config.preset, name=options.run_name)
-    acc_file = launch.write_accelerate_config(plan, run_dir / "accelerate.yaml")
+def _create_run(
+    config: TrainConfig, plan: launch.LaunchPlan, model_path: str, prepared, name: str | None
+) -> Path:
+    """The run folder with its resolved config, accelerate config, run.json and a `running` status."""
+    run_dir = runs.new_run_dir(config.preset, name=name)
+    launch.write_accelerate_config(plan, run_dir / "accelerate.yaml")
     (run_dir / "config.yaml").write_text(config.to_yaml(), encoding="utf-8")
     runs.write_json(
         run_dir / "run.json",
         {"model": config.model_name, "model_path": model_path, "data_path": str(prepared.path),
-         "data_manifest": str(prepared.path.parent / "manifest.json"), "data_cache_hit": prepared.cache_hit},
+         "data_manifest": str(prepared.path.parent / "manifest.json"), "data_cache_hit": prepared.cache_hit,
+         "data_token_counts": _counted_with(prepared.manifest, config.model_name)},
     )  # fmt: skip
-    command = launch.launch_command(acc_file, run_dir)
-    launch.write_launch_script(command, run_dir / "launch.sh", _child_env(run_dir))
-    now = time.time()
     runs.update_status(
         run_dir,
         status="running", preset=config.preset, model=config.model_name, model_path=model_path,
         dataset=config.data.get("dataset"), gpus=plan.num_processes if plan.device == "gpu" else 0,
         processes=plan.num_processes, device=plan.device, distribution=plan.describe(),
-        started_at=runs.now_iso(), started_epoch=now, finished_at=None, final_loss=None, steps=0,
-        max_steps=config.training.get("max_steps"), pid=os.getpid(), command=launch.shell_line(command),
+        started_at=runs.now_iso(), started_epoch=time.time(), finished_at=None, final_loss=None, steps=0,
+        max_steps=config.training.get("max_steps"), pid=os.getpid(),
     )  # fmt: skip
-    console.print(f"Run [bold]{run_dir.name}[/]: {config.preset} on {plan.describe()} -> {run_dir}")
-    console.print(f"$ {launch.shell_line(command)}", markup=False, highlight=False, soft_wrap=True)
-    return _execute(run_dir, command, console)
+    return run_dir
 
 
 def _mixed_precision(config: TrainConfig) -> str:
@@ -272,6 +328,11 @@ def _prepare_data(config: TrainConfig, console: Console):
         **config.data, model=config.model_name, max_length=int(config.training.get("max_length") or 1024)
     )
     return prepare(options, console)
+
+
+def _counted_with(manifest: dict, model: str) -> bool:
+    """prepare stored per-row token counts (num_tokens) made with this model's tokenizer."""
+    return bool(manifest.get("tokens")) and (manifest.get("options") or {}).get("model") == model
 
 
 def _dry_run(config, plan, hardware, notes, options, console) -> TrainResult:
@@ -320,6 +381,10 @@ def resume(options: TrainOptions, console: Console) -> TrainResult:
     run = _pick_resume_run(options.resume or "")
     if run.status == "running":
         raise SqlsftError(f"Run {run.name} is still running (pid {run.info.get('pid')}).")
+    if run.status == "completed":
+        raise SqlsftError(
+            f"Run {run.name} completed: nothing left to train.", "Start a new run to train further."
+        )
     found = runs.checkpoints(run)
     if not found:
         raise SqlsftError(
@@ -534,16 +599,12 @@ def _finish(run_dir, returncode, interrupted, started, view: ProgressView, conso
     summary = _summarize(metrics, losses)
     summary.update(duration_s=round(finished - started, 1), exit_code=returncode)
     info = runs.read_json(run_dir / runs.STATUS_FILE)
-    total_duration = (
-        (info.get("duration_s") or 0) + summary["duration_s"]
-        if info.get("resumes")
-        else summary["duration_s"]
-    )
+    earlier = (info.get("duration_s") or 0) if info.get("resumes") else 0  # time spent before a resume
     runs.update_status(
-        run_dir, status=status, finished_at=runs.now_iso(), duration_s=round(total_duration, 1),
-        final_loss=summary.get("final_loss"), first_loss=summary.get("first_loss"), steps=summary.get("steps"),
-        max_steps=summary.get("max_steps") or info.get("max_steps"), tokens_per_s=summary.get("tokens_per_s"),
-        exit_code=returncode,
+        run_dir, status=status, finished_at=runs.now_iso(), duration_s=round(earlier + summary["duration_s"], 1),
+        max_steps=summary.get("max_steps") or info.get("max_steps"), exit_code=returncode,
+        **{k: summary.get(k) for k in ("steps", "first_loss", "final_loss", "first_loss_mean3", "final_loss_mean3",
+                                       "tokens_per_s", "train_seconds", "peak_memory_gib")},
     )  # fmt: skip
     run = runs.load_run(run_dir)
     if status == "failed":
@@ -560,6 +621,9 @@ def _summarize(metrics: list[dict], losses: list[dict]) -> dict:
     if losses:
         out["first_loss"] = round(float(losses[0]["loss"]), 4)
         out["final_loss"] = round(float(losses[-1]["loss"]), 4)
+        if len(losses) >= 6:  # single steps are noisy with small batches: means of the first and last three
+            out["first_loss_mean3"] = round(sum(float(m["loss"]) for m in losses[:3]) / 3, 4)
+            out["final_loss_mean3"] = round(sum(float(m["loss"]) for m in losses[-3:]) / 3, 4)
         out["steps"] = losses[-1].get("step")
         out["max_steps"] = losses[-1].get("max_steps")
         rates = [m for m in losses if m.get("num_tokens") is not None]
@@ -603,6 +667,8 @@ def _print_summary(run: runs.Run, summary: dict, status: str, console: Console) 
     loss = ""
     if summary.get("first_loss") is not None:
         loss = f"loss {summary['first_loss']:.4f} -> {summary['final_loss']:.4f}"
+        if summary.get("first_loss_mean3") is not None:
+            loss += f" (first/last 3 steps: {summary['first_loss_mean3']:.4f} -> {summary['final_loss_mean3']:.4f})"
     speed = f"{summary['tokens_per_s']:,.0f} tokens/s" if summary.get("tokens_per_s") else ""
     parts = [f"{summary.get('steps')} steps in {duration}", loss, speed]
     console.print(f"[green]Completed[/] {run.name}: " + ", ".join(p for p in parts if p))

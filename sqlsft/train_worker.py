@@ -68,10 +68,12 @@ def build_callbacks(run_dir: Path, stop: StopRequest):
             self.last_time = time.time()
             self.last_tokens = 0.0
             if state.is_world_process_zero:
+                backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
                 _append_jsonl(
                     metrics_path,
                     {"event": "start", "step": state.global_step, "max_steps": state.max_steps,
-                     "world_size": args.world_size, "time": self.last_time},
+                     "world_size": args.world_size, "backend": backend, "device": str(args.device),
+                     "time": self.last_time},
                 )  # fmt: skip
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -170,10 +172,17 @@ def _blank_ids(tokenizer) -> set[int]:
     return {i for i in ids if tokenizer.decode([i]).strip() == ""}
 
 
-def drop_overlong(dataset, tokenizer, max_length: int | None, num_proc: int | None):
-    """Drop rows whose prompt+completion exceed max_length: truncation would cut off their end of turn."""
+def drop_overlong(dataset, tokenizer, max_length: int | None, num_proc: int | None, counted: bool = False):
+    """Drop rows whose prompt+completion exceed max_length: truncation would cut off their end of turn.
+
+    `counted`: the rows carry prepare's `num_tokens`, made with this tokenizer, so no need to tokenize again.
+    """
     if not max_length:
         return dataset, 0
+    if counted and "num_tokens" in dataset.column_names:
+        kept = dataset.filter(lambda n: n <= max_length, input_columns="num_tokens", num_proc=num_proc)
+        return kept.select_columns(["prompt", "completion"]), len(dataset) - len(kept)
+    dataset = dataset.select_columns(["prompt", "completion"])
 
     def length(example):
         return {"_sqlsft_length": len(_chat_ids(tokenizer, example["prompt"] + example["completion"]))}
@@ -225,7 +234,6 @@ def build_sft_config(config, run_dir: Path):
     training.update(
         output_dir=str(run_dir / "checkpoints"),
         run_name=run_dir.name,
-        logging_dir=str(run_dir / "logs"),
         model_init_kwargs=init_kwargs,
         disable_tqdm=True,  # the launching terminal shows progress from metrics.jsonl; the log gets plain lines
     )
@@ -276,11 +284,12 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     end_id = end_of_turn_id(tokenizer)
 
     data = datasets.load_from_disk(run_info["data_path"])
-    train_rows = data["train"].select_columns(["prompt", "completion"])
+    train_rows = data["train"]
     with sft_config.main_process_first(desc="measuring rows"):  # rank 0 writes the datasets cache first
         train_rows, dropped = drop_overlong(
-            train_rows, tokenizer, sft_config.max_length, sft_config.dataset_num_proc
-        )
+            train_rows, tokenizer, sft_config.max_length, sft_config.dataset_num_proc,
+            counted=bool(run_info.get("data_token_counts")),
+        )  # fmt: skip
     is_main = sft_config.process_index == 0
     if is_main:
         _append_jsonl(

@@ -35,12 +35,13 @@ def train_command(
     main_ip: str | None = typer.Option(None, "--main-ip", help="Address of machine 0 (several machines)."),
     main_port: int | None = typer.Option(None, "--main-port", help="Port of machine 0 (several machines)."),
     run_name: str | None = typer.Option(None, "--run-name", help="Run folder name (same on every machine)."),
-    resume: str | None = typer.Option(
-        None,
+    resume: bool = typer.Option(
+        False,
         "--resume",
-        is_flag=False,
-        flag_value="",
-        help="Continue a run from its last checkpoint: RUN, 'latest', or nothing for the newest stopped run.",
+        help="Continue RUN (or the newest interrupted/failed run) from its last checkpoint.",
+    ),
+    run: str | None = typer.Argument(
+        None, metavar="RUN", help="With --resume: the run to continue (a name, or 'latest')."
     ),
     report_to: str | None = typer.Option(None, "--report-to", help="wandb, trackio, tensorboard or none."),
     dry_run: bool = typer.Option(
@@ -48,7 +49,11 @@ def train_command(
     ),
 ) -> None:
     """Fine-tune with TRL's SFTTrainer through accelerate; leaves a run that `sqlsft serve latest` deploys."""
+    from sqlsft.errors import SqlsftError
     from sqlsft.train import TrainOptions, train
+
+    if run is not None and not resume:
+        raise SqlsftError(f"Unexpected argument '{run}'.", "A run name is taken only with --resume RUN.")
 
     result = train(
         TrainOptions(
@@ -66,7 +71,7 @@ def train_command(
             main_ip=main_ip,
             main_port=main_port,
             run_name=run_name,
-            resume=resume,
+            resume=(run or "") if resume else None,
             report_to=report_to,
             dry_run=dry_run,
         ),

@@ -1,0 +1,443 @@
+"""`sqlsft train`: checks before launching, dry runs, and real runs of a tiny Gemma 3 through accelerate."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from sqlsft import runs
+from sqlsft.config import resolve_config
+from sqlsft.errors import SqlsftError
+from sqlsft.hardware import Gpu, Hardware
+from sqlsft.launch import plan_launch
+from sqlsft.train import (
+    TrainOptions,
+    disk_problem,
+    estimate_disk_gib,
+    preflight,
+    resolve_report_to,
+    resume,
+    slow_bf16_warning,
+)
+
+NO_GPU = Hardware(gpus=[], cpu_cores=2)
+SQLSFT = [sys.executable, "-m", "sqlsft"]
+# Small, fast runs of the tiny model: its byte-level tokenizer makes builtin rows ~800 tokens long.
+TINY_RUN = ["--set", "num_rows=120", "--set", "max_length=1024", "--set", "bf16=false",
+            "--set", "per_device_train_batch_size=2", "--set", "dataset_num_proc=1"]  # fmt: skip
+RUN_TIMEOUT_S = 900
+
+
+def cli(*args: str) -> int:
+    from sqlsft.cli.app import run_app
+
+    try:
+        run_app(list(args))
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+# ---------------------------------------------------------------- checks before anything heavy
+
+
+def test_liger_without_a_gpu_and_bf16_on_a_gpu_without_it():
+    liger = resolve_config(preset="liger")
+    plan, _ = plan_launch(NO_GPU)
+    assert "liger-kernel, whose Triton kernels need a GPU" in preflight(liger, plan, NO_GPU)[0]
+
+    old_gpu = Hardware(gpus=[Gpu(0, "Tesla V100", 32.0, bf16=False)], cpu_cores=8)
+    baseline = resolve_config(preset="baseline")
+    plan, _ = plan_launch(old_gpu)
+    problems = preflight(baseline, plan, old_gpu)
+    assert len(problems) == 1 and "bf16 needs a GPU with bf16 support" in problems[0]
+    assert "Tesla V100" in problems[0] and "--set bf16=false" in problems[0]
+    fp32 = resolve_config(preset="baseline", overrides=["bf16=false", "dtype=float32"])
+    assert preflight(fp32, plan, old_gpu) == []
+    # on the CPU, bf16 is autocast (use_cpu=True): it runs, but where the CPU has no native bf16 it is emulated
+    cpu_plan = plan_launch(NO_GPU)[0]
+    assert preflight(baseline, cpu_plan, NO_GPU) == []
+    assert slow_bf16_warning(baseline, cpu_plan, cpu_bf16=True) is None
+    assert "no native bf16 (AVX512-BF16 or AMX)" in slow_bf16_warning(baseline, cpu_plan, cpu_bf16=False)
+    assert slow_bf16_warning(resolve_config(preset="demo"), cpu_plan, cpu_bf16=False) is None
+
+
+def test_disk_estimate_and_the_no_free_disk_error(tmp_path):
+    demo = resolve_config(preset="demo")
+    needed = estimate_disk_gib(demo, 536_223_056, "bfloat16")  # the embedded 270M, trained in fp32
+    assert 3 < needed < 8
+    assert disk_problem(needed, 100.0, tmp_path) is None
+    problem = disk_problem(needed, 0.2, tmp_path)
+    assert problem.startswith("Not enough free disk for checkpoints: 0.2 GiB free under")
+    assert "SQLSFT_RUNS_DIR" in problem
+
+
+def test_report_to(monkeypatch, tmp_path):
+    config = resolve_config(preset="demo")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    value, note = resolve_report_to(None, config)
+    assert value == "none" and "wandb login" in note
+    with pytest.raises(SqlsftError, match="wandb is not set up here"):
+        resolve_report_to("wandb", config)
+    monkeypatch.delenv("WANDB_MODE")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_PROJECT", "mine")
+    assert resolve_report_to(None, config) == ("wandb", "wandb: logging to project mine")
+    assert resolve_report_to("none", config) == ("none", None)
+    with pytest.raises(SqlsftError, match="--report-to comet: unknown"):
+        resolve_report_to("comet", config)
+    with pytest.raises(SqlsftError, match="needs the tensorboard package"):
+        resolve_report_to("tensorboard", config)
+    config.training["report_to"] = "trackio"
+    assert resolve_report_to(None, config) == ("trackio", None)
+
+
+class FakeHub(BaseHTTPRequestHandler):
+    """Answers auth-check like the Hugging Face hub does (status and X-Error-Code headers)."""
+
+    def do_GET(self):
+        if "gated" in self.path:
+            self.send_response(403 if "Bearer" in (self.headers.get("Authorization") or "") else 401)
+            self.send_header("X-Error-Code", "GatedRepo")
+            self.send_header("X-Error-Message", "Access to model org/gated is restricted.")
+        elif "missing" in self.path:
+            self.send_response(404)
+            self.send_header("X-Error-Code", "RepoNotFound")
+            self.send_header("X-Error-Message", "Repository not found")
+        else:
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    server = HTTPServer(("127.0.0.1", 0), FakeHub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_TOKEN_PATH", "/nonexistent/token")
+    yield server
+    server.shutdown()
+
+
+def test_gated_missing_and_unreachable_models(fake_hub, monkeypatch):
+    from sqlsft.models import resolve_model
+
+    with pytest.raises(SqlsftError, match="org/gated is a gated model and no Hugging Face token") as info:
+        resolve_model("org/gated")
+    assert "https://huggingface.co/org/gated" in info.value.hint and "hf auth login" in info.value.hint
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 30)
+    with pytest.raises(SqlsftError, match="token has no access to the gated model org/gated") as info:
+        resolve_model("org/gated")
+    assert "Request access at https://huggingface.co/org/gated" in info.value.hint
+    with pytest.raises(SqlsftError, match="org/missing was not found"):
+        resolve_model("org/missing")
+    assert resolve_model("org/open").source == "hub"
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    with pytest.raises(SqlsftError, match="hub is unreachable") as info:
+        resolve_model("org/open")
+    assert "--model embedded" in info.value.hint
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SqlsftError, match="not in the local Hugging Face cache and HF_HUB_OFFLINE"):
+        resolve_model("org/open")
+
+
+def test_local_model_paths(tmp_path, tiny_model_dir):
+    from sqlsft.models import resolve_model
+
+    assert resolve_model(str(tiny_model_dir)).source == "local"
+    with pytest.raises(SqlsftError, match="not a transformers model folder"):
+        resolve_model(str(tmp_path))
+    with pytest.raises(SqlsftError, match="does not exist"):
+        resolve_model(str(tmp_path / "nope"))
+    with pytest.raises(SqlsftError, match="neither a local folder nor a hub id"):
+        resolve_model("a/b/c")
+
+
+# ---------------------------------------------------------------- the command line, before launching
+
+
+def test_cli_errors_are_one_line_without_traceback(capsys, tiny_model_dir):
+    assert cli("train", "--preset", "fastest") == 1
+    err = capsys.readouterr().err
+    assert "Unknown preset 'fastest'" in err and "Available presets: baseline, demo, fast" in err
+    assert "Traceback" not in err
+
+    assert cli("train", "--preset", "liger") == 1
+    assert "uses liger-kernel, whose Triton kernels need a GPU" in capsys.readouterr().err
+
+    assert cli("train", "--preset", "demo", "--gpus", "2") == 1
+    assert "Asked for 2 GPUs but this machine has none" in capsys.readouterr().err
+
+    assert cli("train", "--preset", "demo", "--set", "learning_rat=1") == 1
+    assert "Did you mean `learning_rate`?" in capsys.readouterr().err
+
+    assert cli("train", "some-run") == 1
+    assert "only with --resume RUN" in capsys.readouterr().err
+    assert not runs.list_runs()
+
+
+def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch):
+    from sqlsft.cli.app import console
+
+    monkeypatch.setattr(console, "width", 250)
+    assert cli("train", "--preset", "liger", "--gpus", "4", "--set", "max_steps=5", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert (
+        "use_liger_kernel: true" in out
+        and "per_device_train_batch_size: 192" in out
+        and "max_steps: 5" in out
+    )
+    assert (
+        "distributed_type: MULTI_GPU" in out and "num_processes: 4" in out and "mixed_precision: bf16" in out
+    )
+    assert "accelerate launch --config_file" in out and "-m sqlsft.train_worker --run-dir" in out
+    assert "the job needs 4" in out and "GPUs need not be present" in out
+    assert not runs.list_runs()  # nothing written
+
+    assert cli("train", "--preset", "fast", "--gpus", "8", "--nodes", "2", "--node-rank", "1",
+               "--main-ip", "10.1.2.3", "--strategy", "fsdp", "--dry-run") == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "distributed_type: FSDP" in out and "num_processes: 16" in out and "machine_rank: 1" in out
+    assert "main_process_ip: 10.1.2.3" in out and "packing: true" in out
+
+
+# ---------------------------------------------------------------- resume refusals
+
+
+def fake_run(root: Path, name: str, status: str, step: int | None = None, max_steps: int = 10, files=None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    runs.write_json(folder / "status.json", {"status": status, "started_epoch": time.time()})
+    (folder / "config.yaml").write_text("preset: demo\n")
+    if step is not None:
+        checkpoint = folder / "checkpoints" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        for name_ in files if files is not None else ("optimizer.pt", "scheduler.pt", "model.safetensors"):
+            (checkpoint / name_).write_text("x")
+        runs.write_json(checkpoint / "trainer_state.json", {"global_step": step, "max_steps": max_steps})
+    return folder
+
+
+def test_resume_refusals(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
+    with pytest.raises(SqlsftError, match="No interrupted or failed run with a checkpoint"):
+        resume(TrainOptions(resume=""), None)
+    fake_run(tmp_path, "done", "completed", step=4)
+    with pytest.raises(SqlsftError, match="Run done completed: nothing left to train"):
+        resume(TrainOptions(resume="latest"), None)
+    fake_run(tmp_path, "at-end", "interrupted", step=10, max_steps=10)
+    with pytest.raises(SqlsftError, match="nothing left to train: checkpoint-10 is step 10 of 10"):
+        resume(TrainOptions(resume="at-end"), None)
+    fake_run(tmp_path, "no-checkpoint", "failed")
+    with pytest.raises(SqlsftError, match="has no checkpoint to resume from"):
+        resume(TrainOptions(resume="no-checkpoint"), None)
+    fake_run(tmp_path, "torn", "interrupted", step=3, files=("model.safetensors",))
+    with pytest.raises(
+        SqlsftError, match=r"checkpoint-3 is incomplete \(missing optimizer.pt, scheduler.pt\)"
+    ):
+        resume(TrainOptions(resume="torn"), None)
+    with pytest.raises(SqlsftError, match="drop --preset, --set"):
+        resume(TrainOptions(resume="torn", preset="fast", overrides=["a=1"]), None)
+
+
+# ---------------------------------------------------------------- the end of turn
+
+
+def test_check_end_of_turn_on_plain_and_packed_rows():
+    from datasets import Dataset
+
+    from sqlsft.train_worker import check_end_of_turn
+
+    eot, newline = 106, 107
+    good = [-100, -100, 5, 6, eot, newline]
+    cut = [-100, -100, 5, 6, 7, 8]  # truncated: the end of turn is gone
+    masked = [-100, 5, 6, -100, -100]
+    assert check_end_of_turn(Dataset.from_dict({"labels": [good, good]}), eot, {newline}) == (2, [])
+    assert check_end_of_turn(Dataset.from_dict({"labels": [good, cut, masked]}), eot, {newline})[1] == [1, 2]
+    packed = Dataset.from_dict({"labels": [good + good, good + cut], "seq_lengths": [[6, 6], [6, 6]]})
+    assert check_end_of_turn(packed, eot, {newline}) == (4, [1])
+
+
+# ---------------------------------------------------------------- real runs through accelerate launch
+
+
+def start_cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*SQLSFT, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ}
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT_S) -> str:
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, _ = process.communicate()
+        pytest.fail(f"sqlsft did not finish in {timeout} s:\n{out}")
+    return out
+
+
+def leftover_processes(run_dir: Path) -> list[str]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(run_dir) in cmdline and proc.pid != os.getpid():
+            found.append(cmdline)
+    return found
+
+
+def wait_for_step(metrics: Path, process: subprocess.Popen, timeout: float = RUN_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any("loss" in row for row in runs.read_metrics(metrics.parent)):
+            return
+        if process.poll() is not None:
+            pytest.fail("sqlsft exited before the first step:\n" + process.stdout.read())
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("no training step within the timeout")
+
+
+@pytest.mark.slow
+def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir):
+    run_dir = runs.runs_dir() / "tiny-interrupt"
+    process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "16",
+                        "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
+    wait_for_step(run_dir / runs.METRICS_FILE, process)
+    process.send_signal(signal.SIGINT)  # what Ctrl-C does to sqlsft
+    out = finish(process)
+    assert process.returncode == 130, out
+    run = runs.resolve_run(run_dir.name)
+    assert run.status == "interrupted", out
+    checkpoint = runs.checkpoints(run)[-1]
+    assert runs.missing_checkpoint_files(checkpoint) == []
+    stopped_at = runs.checkpoint_state(checkpoint)["global_step"]
+    assert 1 <= stopped_at < 16 and f"Interrupted {run.name} at step {stopped_at}" in out
+    assert f"sqlsft train --resume {run.name}" in out
+    assert leftover_processes(run_dir) == []
+    assert not run.model_dir.exists()
+
+    process = start_cli("train", "--resume", run.name)
+    out = finish(process)
+    assert process.returncode == 0, out
+    assert f"Resuming run {run.name} from {checkpoint.name}: step {stopped_at} of 16." in out
+    run = runs.resolve_run("latest")
+    assert run.name == run_dir.name and run.status == "completed" and run.steps == 16
+    assert leftover_processes(run_dir) == []
+    steps = [row["step"] for row in runs.read_metrics(run_dir) if "loss" in row]
+    assert steps[-1] == 16 and min(s for s in steps if s > stopped_at) == stopped_at + 1
+
+    # the run folder has everything the other stages need
+    for name in ("config.yaml", "accelerate.yaml", "launch.sh", "train.log", "metrics.jsonl", "status.json"):
+        assert (run_dir / name).is_file(), name
+    log = (run_dir / "train.log").read_text()
+    assert "end with an unmasked end of turn" in log
+    rows = [row for row in runs.read_metrics(run_dir) if "loss" in row]
+    assert all(
+        r["tokens_per_s"] and r["learning_rate"] is not None and r["peak_memory_gib"] for r in rows[1:]
+    )
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["final_loss"] == pytest.approx(rows[-1]["loss"], abs=1e-3) and status["exit_code"] == 0
+
+    # the final model folder loads, generates and stops on the end of turn
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = run.model_dir
+    assert (model_dir / "chat_template.jinja").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    generation = json.loads((model_dir / "generation_config.json").read_text())
+    assert end_of_turn in generation["eos_token_id"]
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "How many rows?"}], add_generation_prompt=True, return_tensors="pt",
+        return_dict=True,
+    )  # fmt: skip
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=8, do_sample=False)
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+
+    # and nothing is left to resume
+    assert cli("train", "--resume", "latest") == 1
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_through_accelerate_launch(tiny_model_dir):
+    run_dir = runs.runs_dir() / "tiny-ddp"
+    process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "3",
+                        "--cpu-processes", "2", "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
+    out = finish(process)
+    assert process.returncode == 0, out
+    assert "2 CPU processes, DDP over gloo" in out
+    start = next(row for row in runs.read_metrics(run_dir) if row.get("event") == "start")
+    assert start["world_size"] == 2 and start["backend"] == "gloo"
+    # rank 0 alone reports metrics and writes one model
+    assert [row["step"] for row in runs.read_metrics(run_dir) if "loss" in row] == [1, 2, 3]
+    assert len(list((run_dir / "model").glob("*.safetensors"))) == 1
+    assert runs.resolve_run(run_dir.name).status == "completed"
+    assert leftover_processes(run_dir) == []
+
+
+def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from sqlsft.train import ProgressView
+
+    lines = [
+        {"event": "data", "rows": 90, "dropped_overlong": 10, "max_length": 256},
+        {"event": "start", "step": 0, "max_steps": 4, "time": 100.0},
+        *(
+            {
+                "step": s,
+                "max_steps": 4,
+                "loss": 2.0 / s,
+                "tokens_per_s": 1234.5,
+                "peak_memory_gib": 1.5,
+                "memory": "cpu-rss",
+                "time": 100.0 + s,
+            }
+            for s in (1, 2, 3, 4)
+        ),
+        {"event": "checkpoint", "step": 4},
+    ]
+    for terminal in (False, True):
+        run_dir = tmp_path / f"tty-{terminal}"
+        run_dir.mkdir()
+        out = io.StringIO()
+        console = Console(file=out, force_terminal=terminal, width=120)
+        view = ProgressView(run_dir, console)
+        with open(run_dir / runs.METRICS_FILE, "w") as handle:
+            handle.write(
+                "\n".join(json.dumps(line) for line in lines) + "\n" + '{"step": 5, "lo'
+            )  # torn line
+        view.close()
+        text = out.getvalue()
+        assert (view.step, view.total, len(view.rows)) == (4, 4, 4)
+        assert "10 rows longer than max_length=256 left out" in text and "checkpoint saved at step 4" in text
+        if terminal:
+            assert "4/4" in text and "loss 0.5000" in text and "1,234 tok/s" in text and "RSS 1.5 GiB" in text
+        else:
+            assert (
+                "step 1/4 (25%) loss 2.0000 1,234 tok/s RSS 1.5 GiB" in text
+            )  # the first line is always shown
+            assert "step 4/4 (100%) loss 0.5000" in text and "eta 0:00" in text
