@@ -26,8 +26,9 @@ API_KEY = "sqlsft-test-key-0451"
 END_OF_TURN_ID = 5  # <end_of_turn> in the tiny model's vocabulary (tests/tiny_model.py)
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([SQLSFT, *args], capture_output=True, text=True, timeout=timeout)
+def run_cli(*args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([SQLSFT, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -186,7 +187,9 @@ def test_bad_input_one_line(tiny_model_dir, tmp_path):
     assert "No sqlsft server on port 9" in one_error_line(run_cli("server", "stop", "--port", "9"))
     line = one_error_line(run_cli("serve", str(tiny_model_dir), "--engine", "transformers", "--api-key", "k"))
     assert "cannot check an API key" in line
-    assert "No completed run" in one_error_line(run_cli("serve", "--engine", "transformers"))
+    # an empty runs folder of its own: other tests of the session leave completed runs behind
+    empty_runs = {"SQLSFT_RUNS_DIR": str(tmp_path / "no-runs")}
+    assert "No completed run" in one_error_line(run_cli("serve", "--engine", "transformers", env=empty_runs))
     assert "Unknown engine 'tgi'" in one_error_line(
         run_cli("bench", "serve", str(tiny_model_dir), "--engines", "tgi")
     )

@@ -171,7 +171,8 @@ def test_local_model_paths(tmp_path, tiny_model_dir):
 # ---------------------------------------------------------------- the command line, before launching
 
 
-def test_cli_errors_are_one_line_without_traceback(capsys, tiny_model_dir):
+def test_cli_errors_are_one_line_without_traceback(capsys, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # other tests leave runs in the session's
     assert cli("train", "--preset", "fastest") == 1
     err = capsys.readouterr().err
     assert "Unknown preset 'fastest'" in err and "Available presets: baseline, demo, fast" in err
@@ -191,8 +192,10 @@ def test_cli_errors_are_one_line_without_traceback(capsys, tiny_model_dir):
     assert not runs.list_runs()
 
 
-def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch):
+def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch, tmp_path):
     from sqlsft.cli.app import console
+
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # other tests leave runs in the session's
 
     monkeypatch.setattr(console, "width", 250)
     assert cli("train", "--preset", "liger", "--gpus", "4", "--set", "max_steps=5", "--dry-run") == 0
