@@ -319,7 +319,8 @@ def wait_for_step(metrics: Path, process: subprocess.Popen, timeout: float = RUN
 
 
 @pytest.mark.slow
-def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir):
+def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # `latest` below is this test's run
     run_dir = runs.runs_dir() / "tiny-interrupt"
     process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "16",
                         "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
@@ -383,7 +384,8 @@ def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir):
 
 
 @pytest.mark.slow
-def test_two_cpu_processes_through_accelerate_launch(tiny_model_dir):
+def test_two_cpu_processes_through_accelerate_launch(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
     run_dir = runs.runs_dir() / "tiny-ddp"
     process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "3",
                         "--cpu-processes", "2", "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
