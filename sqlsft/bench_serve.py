@@ -138,7 +138,8 @@ def run_serve_bench(
     from rich.table import Table
 
     from sqlsft.hardware import detect_hardware
-    from sqlsft.serve import ENGINES, free_port, resolve_model, running_server
+    from sqlsft.models import resolve_model_folder
+    from sqlsft.serve import ENGINES, free_port, running_server
 
     console = console or Console()
     engines = engines or ["vllm", "transformers"]
@@ -150,7 +151,7 @@ def run_serve_bench(
             )
     if num_requests < 1 or max_tokens < 1:
         raise SqlsftError("--requests and --max-tokens must be 1 or more.")
-    folder, label = resolve_model(model)  # fail early, before any engine starts
+    folder, label = resolve_model_folder(model)  # fail early, before any engine starts
     prompts, source = bench_prompts(num_requests)
     console.print(f"prompts: {source}; max_tokens {max_tokens}; temperature 0", highlight=False)
     out_dir = out_dir or runs_dir() / "bench" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-serve"

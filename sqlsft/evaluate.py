@@ -496,10 +496,8 @@ def resolve_model_run(model: str | None):
     """The training run MODEL names (`latest`, a run name or its folder), or None for folders and hub ids."""
     if not model:
         return None
-    try:
-        from sqlsft.runs import resolve_run
-    except ImportError:  # the run registry is not there: treat MODEL as a folder or hub id
-        return None
+    from sqlsft.runs import resolve_run
+
     try:
         return resolve_run(model)
     except SqlsftError:

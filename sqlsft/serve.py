@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlsft.env_report import VLLM_PYTHON_ENV
 from sqlsft.errors import SqlsftError
+from sqlsft.models import resolve_model_folder
 from sqlsft.paths import runs_dir, state_dir
 
 ENGINES = ("auto", "vllm", "transformers")
@@ -218,124 +219,6 @@ class ModelFolder:
     label: str  # what the user asked for, resolved (run name, folder, hub id)
     chat_template: str
     warnings: tuple[str, ...] = ()
-
-
-def _runs_module_resolve(name: str) -> Path | None:
-    """The run registry's answer, when `sqlsft.runs` exists; None when it does not."""
-    try:
-        from sqlsft.runs import resolve_run
-    except ImportError:
-        return None
-    model_dir = Path(resolve_run(name).model_dir)
-    return model_dir if model_dir.is_dir() else _run_model_dir(model_dir.parent)
-
-
-def _completed_runs() -> list[Path]:
-    """Run folders with status 'completed', newest first (folder names start with a timestamp)."""
-    root = runs_dir()
-    if not root.is_dir():
-        return []
-    done = []
-    for folder in root.iterdir():
-        status = folder / "status.json"
-        if not status.is_file():
-            continue
-        try:
-            if json.loads(status.read_text(encoding="utf-8")).get("status") == "completed":
-                done.append(folder)
-        except (OSError, ValueError, AttributeError):
-            continue
-    return sorted(done, key=lambda p: p.name, reverse=True)
-
-
-def _run_model_dir(run: Path) -> Path:
-    model = run / "model"
-    if model.is_dir():
-        return model
-    status = "unknown"
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        status = json.loads((run / "status.json").read_text(encoding="utf-8")).get("status", status)
-    checkpoints = sorted(run.glob("**/checkpoint-*"), key=lambda p: p.stat().st_mtime)
-    hint = f"Serve a checkpoint instead: sqlsft serve {checkpoints[-1]}" if checkpoints else None
-    raise SqlsftError(f"Run {run.name} has no final model folder (status: {status}).", hint)
-
-
-def _resolve_latest() -> Path:
-    via_registry = _runs_module_resolve("latest")
-    if via_registry is not None:
-        return via_registry
-    runs = _completed_runs()
-    if not runs:
-        raise SqlsftError(
-            f"No completed run in {runs_dir()}.",
-            "Train one with `sqlsft train --preset demo`, or pass a model folder or hub id.",
-        )
-    return _run_model_dir(runs[0])
-
-
-def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not spec.startswith((".", "~"))
-        and all(c.isalnum() or c in "-_." for c in spec.replace("/", ""))
-    )
-
-
-def _hub_snapshot(repo_id: str) -> Path:
-    """A hub model's local snapshot: from the cache if there, else downloaded (config, weights, tokenizer)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
-    with contextlib.suppress(Exception):
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    hint = "Pass a local model folder or run, or check your network (`sqlsft env` shows whether the hub answers)."
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except GatedRepoError as exc:
-        raise SqlsftError(
-            f"'{repo_id}' is gated on the Hugging Face hub.",
-            f"Accept its licence on https://huggingface.co/{repo_id} and log in (`hf auth login` or HF_TOKEN).",
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise SqlsftError(f"No model '{repo_id}' on the Hugging Face hub (or it is private).", hint) from exc
-    except LocalEntryNotFoundError as exc:
-        raise SqlsftError(
-            f"'{repo_id}' is not in the local cache and the Hugging Face hub is unreachable.", hint
-        ) from exc
-    except Exception as exc:  # network and HTTP errors of every kind
-        raise SqlsftError(
-            f"Could not download '{repo_id}' from the Hugging Face hub: {type(exc).__name__}.", hint
-        ) from exc
-
-
-def resolve_model(spec: str | None) -> tuple[Path, str]:
-    """MODEL -> (absolute folder, label): `latest`, a run name, a run/model/checkpoint folder, or a hub id."""
-    folder, label = _resolve_model(spec)
-    return Path(os.path.abspath(folder)), label  # the engine runs in its own folder: no relative paths
-
-
-def _resolve_model(spec: str | None) -> tuple[Path, str]:
-    spec = (spec or "latest").strip()
-    if spec == "latest":
-        folder = _resolve_latest()
-        return folder, f"latest ({folder.parent.name})" if folder.name == "model" else "latest"
-    path = Path(spec).expanduser()
-    for candidate in (path, runs_dir() / spec):
-        if candidate.is_dir():
-            if (candidate / "status.json").is_file() and not (candidate / "config.json").is_file():
-                return _run_model_dir(candidate), candidate.name  # a run folder
-            return candidate, spec
-    if path.exists():
-        raise SqlsftError(f"{spec} is a file, not a model folder.", "Pass the folder that holds config.json.")
-    if _looks_like_hub_id(spec):
-        return _hub_snapshot(spec), spec
-    raise SqlsftError(
-        f"No model folder, run or hub id named '{spec}'.",
-        f"Pass `latest`, a run name from `sqlsft runs` (in {runs_dir()}), a model folder, or a hub id.",
-    )
 
 
 def _chat_template_text(folder: Path) -> str | None:
@@ -573,7 +456,7 @@ def plan_server(
             f"--gpus {gpus} asks for more GPUs than this machine has ({gpu_total or 'none'}).",
             "Lower --gpus.",
         )
-    folder, label = resolve_model(model)
+    folder, label = resolve_model_folder(model)
     checked = check_model_folder(folder, label)
     choice = choose_engine(engine, engine_python, has_gpu=gpu_total > 0)
     workdir = server_workdir(port)

@@ -16,6 +16,7 @@ import pytest
 
 from sqlsft import serve
 from sqlsft.errors import SqlsftError
+from sqlsft.models import resolve_model_folder
 from sqlsft.prompts import load_templates, prompt_messages
 
 REPO = Path(__file__).resolve().parent.parent
@@ -111,7 +112,7 @@ def test_resolve_runs_folders_and_hub(tiny_model_dir, tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(runs))
     with pytest.raises(SqlsftError, match="No completed run"):
-        serve.resolve_model("latest")
+        resolve_model_folder("latest")
 
     def make_run(name: str, status: str, with_model: bool = True) -> Path:
         run = runs / name
@@ -126,18 +127,29 @@ def test_resolve_runs_folders_and_hub(tiny_model_dir, tmp_path, monkeypatch):
     make_run("20260102-000000-demo", "completed")
     make_run("20260103-000000-demo", "failed", with_model=False)
     (runs / "20260103-000000-demo" / "checkpoint-2").mkdir()
-    folder, label = serve.resolve_model("latest")
+    folder, label = resolve_model_folder("latest")
     assert folder == runs / "20260102-000000-demo" / "model" and "20260102-000000-demo" in label
-    assert serve.resolve_model("20260101-000000-demo")[0].name == "model"  # a run name
-    assert serve.resolve_model(str(runs / "20260101-000000-demo"))[0].name == "model"  # a run folder
+    assert resolve_model_folder("20260101-000000-demo")[0].name == "model"  # a run name
+    assert resolve_model_folder(str(runs / "20260101-000000-demo"))[0].name == "model"  # a run folder
     with pytest.raises(SqlsftError, match=r"no final model folder \(status: failed\).*checkpoint-2"):
-        serve.resolve_model("20260103-000000-demo")
-    assert serve.resolve_model(str(tiny_model_dir))[0] == tiny_model_dir.resolve()  # a model folder
+        resolve_model_folder("20260103-000000-demo")
+    assert resolve_model_folder(str(tiny_model_dir))[0] == tiny_model_dir.resolve()  # a model folder
     with pytest.raises(SqlsftError, match="No model folder, run or hub id named 'nope'"):
-        serve.resolve_model("nope")
+        resolve_model_folder("nope")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(SqlsftError, match="not in the local cache"):
-        serve.resolve_model("someone/not-cached-model")
+        resolve_model_folder("someone/not-cached-model")
+
+
+def test_resolve_embedded_uses_the_converted_folder(tiny_model_dir, tmp_path, monkeypatch):
+    from sqlsft.models import embedded_model_path
+
+    monkeypatch.setenv("SQLSFT_CACHE_DIR", str(tmp_path / "cache"))
+    converted = embedded_model_path()  # stands in for a finished conversion: no 6-minute GGUF dequantization
+    shutil.copytree(tiny_model_dir, converted)
+    folder, label = resolve_model_folder("embedded")
+    assert (folder, label) == (converted.resolve(), "embedded")
+    assert serve.check_model_folder(folder, label).chat_template
 
 
 def test_engine_choice(monkeypatch, tmp_path):
