@@ -39,8 +39,22 @@ _DENIED_ACTIONS = {
 }
 _DENIED_FUNCTIONS = {"load_extension", "fts3_tokenizer", "readfile", "writefile", "edit"}
 _DENIED_LEADING = re.compile(r"^\s*(ATTACH|DETACH|PRAGMA|VACUUM)\b", re.IGNORECASE)
+# The start of a bare SQL statement in a model's answer: the keyword and the shape that follows it, so
+# that prose such as "Delete the old rows first." or "Update: ..." is not taken for a query.
 _SQL_START = re.compile(
-    r"^\s*(SELECT|WITH|INSERT|UPDATE|DELETE|REPLACE|CREATE|ALTER|DROP|VALUES|TRUNCATE)\b", re.IGNORECASE
+    r"""^\s*(
+        SELECT\b
+      | WITH\s+(RECURSIVE\s+)?[\w"`\[\]]+(\s*\([^)]*\))?\s+AS\s*\(
+      | (INSERT|REPLACE)\s+(OR\s+\w+\s+)?INTO\s
+      | UPDATE\s+(OR\s+\w+\s+)?[\w."`\[\]]+\s+SET\s
+      | DELETE\s+FROM\s
+      | CREATE\s+(TEMP\s+|TEMPORARY\s+|UNIQUE\s+|VIRTUAL\s+)?(TABLE|VIEW|INDEX|TRIGGER)\s
+      | ALTER\s+TABLE\s
+      | DROP\s+(TABLE|VIEW|INDEX|TRIGGER)\s
+      | TRUNCATE\s
+      | VALUES\s*\(
+    )""",
+    re.IGNORECASE | re.VERBOSE,
 )
 
 
@@ -130,12 +144,25 @@ def split_statements(sql: str) -> list[str]:
         elif ch == "/" and sql.startswith("/*", i):
             end = sql.find("*/", i + 2)
             i = n if end < 0 else end + 1
-        elif ch == ";":
+        elif ch == ";" and not _inside_trigger_body(sql[start:i]):
             statements.append(sql[start:i])
             start = i + 1
         i += 1
     statements.append(sql[start:])
     return [s.strip() for s in statements if _strip_comments(s).strip()]
+
+
+_CREATE_TRIGGER = re.compile(r"^\s*CREATE\s+(TEMP\s+|TEMPORARY\s+)?TRIGGER\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]")
+
+
+def _inside_trigger_body(piece: str) -> bool:
+    """True while a CREATE TRIGGER's BEGIN ... END body is open: its inner semicolons do not end it."""
+    text = _QUOTED.sub(" ", _strip_comments(piece))
+    if not _CREATE_TRIGGER.match(text):
+        return False
+    words = [w.upper() for w in re.findall(r"\b(BEGIN|CASE|END)\b", text, re.IGNORECASE)]
+    return "BEGIN" in words and words.count("BEGIN") + words.count("CASE") > words.count("END")
 
 
 def _strip_comments(sql: str) -> str:

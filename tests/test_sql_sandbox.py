@@ -255,7 +255,27 @@ def test_extract_sql_from_fences_and_bare_text():
     assert extract_sql("  select * from t  ") == "select * from t"
     assert extract_sql("The answer is:\nSELECT name FROM t;") == "SELECT name FROM t;"
     assert extract_sql("I cannot help with that.") == ""
+    assert extract_sql("Delete the old rows first, then insert.") == ""  # prose, not SQL
+    assert extract_sql("Update: the table has no such column.") == ""
+    assert extract_sql("Sure.\nDELETE FROM t WHERE id = 2;") == "DELETE FROM t WHERE id = 2;"
+    assert extract_sql("WITH x AS (SELECT 1) SELECT * FROM x") == "WITH x AS (SELECT 1) SELECT * FROM x"
+    assert extract_sql("update t set a = 1") == "update t set a = 1"
     assert extract_sql("") == ""
+
+
+def test_trigger_bodies_are_one_statement():
+    schema = (
+        "CREATE TABLE t (id INT, n INT); CREATE TABLE log (msg TEXT);\n"
+        "CREATE TRIGGER t_log AFTER INSERT ON t BEGIN\n"
+        "  INSERT INTO log VALUES ('added; ' || CASE WHEN NEW.n > 1 THEN 'many' ELSE 'one' END);\n"
+        "  UPDATE t SET n = n WHERE id = NEW.id;\n"
+        "END;\n"
+        "INSERT INTO t VALUES (1, 2);"
+    )
+    pieces = split_statements(schema)
+    assert len(pieces) == 4 and pieces[2].startswith("CREATE TRIGGER") and pieces[2].endswith("END")
+    result = run_query(schema, "SELECT msg FROM log")
+    assert result.ok and result.rows == [("added; many",)]
 
 
 def test_split_statements_respects_quotes_and_comments():
