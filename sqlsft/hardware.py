@@ -1,5 +1,6 @@
-"""What the machine has: GPUs (count, names, memory, bf16), CPU cores, free disk."""
+"""What the machine has: GPUs (count, names, memory, bf16), CPU cores and their bf16 support, free disk."""
 
+import glob
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -34,10 +35,22 @@ class Hardware:
         return f"{len(self.gpus)} GPU: {names}"
 
 
+# Device nodes of NVIDIA, AMD (ROCm) and WSL GPUs. Without one there is no GPU to find, and importing torch
+# to be told so costs seconds (tens of seconds on a busy 2-core machine).
+GPU_DEVICE_NODES = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
+FORCE_GPU_PROBE_ENV = "SQLSFT_FORCE_GPU_PROBE"
+
+
+def gpu_device_present() -> bool:
+    return os.environ.get(FORCE_GPU_PROBE_ENV) == "1" or any(glob.glob(node) for node in GPU_DEVICE_NODES)
+
+
 def detect_hardware() -> Hardware:
-    """Ask torch for CUDA devices (CUDA_VISIBLE_DEVICES honoured) without initialising more than needed."""
+    """Ask torch for CUDA devices (CUDA_VISIBLE_DEVICES honoured), only where a GPU device node exists."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     gpus: list[Gpu] = []
+    if not gpu_device_present():
+        return Hardware(gpus=gpus, cpu_cores=cores)
     try:
         import torch
 
@@ -56,3 +69,21 @@ def free_disk_gib(path: Path) -> float:
     while not path.exists() and path != path.parent:
         path = path.parent
     return shutil.disk_usage(path).free / 2**30
+
+
+def gpu_count() -> int:
+    return detect_hardware().gpu_count
+
+
+def cpu_has_native_bf16() -> bool | None:
+    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); None where /proc/cpuinfo cannot tell."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return None
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None
+    )
+    if flags is None:
+        return None
+    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -23,12 +23,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from sqlsft.env_report import VLLM_PYTHON_ENV
 from sqlsft.errors import SqlsftError
+from sqlsft.hardware import gpu_count
 from sqlsft.models import resolve_model_folder
 from sqlsft.paths import runs_dir, state_dir
 
@@ -54,9 +55,7 @@ FAKE_REVISION = "0" * 40
 
 
 @dataclass
-class ServerRecord:
-    """A server sqlsft started. `api_key` is only known to the process that started it (never stored)."""
-
+class _ServerFields:
     pid: int
     port: int
     host: str
@@ -65,7 +64,13 @@ class ServerRecord:
     engine: str
     log_file: str
     started_at: float
-    api_key: str | None
+
+
+@dataclass
+class ServerRecord(_ServerFields):
+    """A server sqlsft started. `api_key` is only known to the process that started it (never stored)."""
+
+    api_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -75,34 +80,17 @@ class ServerRecord:
 
 
 @dataclass
-class _State:
+class _State(_ServerFields):
     """What the state file holds: the record (minus the key) plus what a later `stop` needs to be safe."""
 
-    pid: int
-    port: int
-    host: str
-    model: str
-    model_name: str
-    engine: str
-    log_file: str
-    started_at: float
-    api_key_set: bool
-    create_time: float  # the process's start time: a reused pid is never mistaken for our server
+    api_key_set: bool = False
+    create_time: float = 0.0  # the process's start time: a reused pid is never mistaken for our server
     command: list[str] = field(default_factory=list)
     detached: bool = True
 
     def record(self, api_key: str | None = None) -> ServerRecord:
-        return ServerRecord(
-            pid=self.pid,
-            port=self.port,
-            host=self.host,
-            model=self.model,
-            model_name=self.model_name,
-            engine=self.engine,
-            log_file=self.log_file,
-            started_at=self.started_at,
-            api_key=api_key,
-        )
+        shared = {f.name: getattr(self, f.name) for f in fields(_ServerFields)}
+        return ServerRecord(**shared, api_key=api_key)
 
 
 def servers_dir() -> Path:
@@ -316,16 +304,6 @@ def check_model_folder(folder: Path, label: str | None = None) -> ModelFolder:
 
 # --------------------------------------------------------------------------------------------------
 # Which engine
-
-
-def gpu_count() -> int:
-    """GPUs visible here. Without a GPU device node, skip importing torch (tens of seconds on a busy CPU)."""
-    nodes = ("/dev/nvidia0", "/dev/kfd", "/dev/dxg")
-    if not any(Path(node).exists() for node in nodes) and not os.environ.get("SQLSFT_FORCE_GPU_PROBE"):
-        return 0
-    from sqlsft.hardware import detect_hardware
-
-    return detect_hardware().gpu_count
 
 
 @dataclass(frozen=True)

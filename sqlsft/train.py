@@ -27,7 +27,7 @@ from rich.progress import (
 from sqlsft import launch, runs
 from sqlsft.config import TrainConfig, load_resolved, resolve_config
 from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Hardware, detect_hardware, free_disk_gib
+from sqlsft.hardware import Hardware, cpu_has_native_bf16, detect_hardware, free_disk_gib
 from sqlsft.models import ResolvedModel, embedded_model_dir, model_weight_bytes, resolve_model
 from sqlsft.paths import runs_dir
 
@@ -127,20 +127,6 @@ def estimate_disk_gib(
     strategy = str(config.training.get("save_strategy", "steps"))
     kept = config.training.get("save_total_limit") or (1 if strategy == "no" else 2)
     return (kept * checkpoint + params * train_bytes) / 2**30 + 0.5
-
-
-def cpu_has_native_bf16() -> bool | None:
-    """Whether the CPU computes bf16 natively (AVX512-BF16 or AMX); None where /proc/cpuinfo cannot tell."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return None
-    flags = next(
-        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None
-    )
-    if flags is None:
-        return None
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def slow_bf16_warning(

@@ -300,3 +300,28 @@ def test_page_when_the_server_is_down(chat_pages, browser, artifacts_dir):
     assert API_KEY not in page.content() and "pw-4711" not in page.content()
     page.screenshot(path=str(artifacts_dir / "chat-server-down-narrow.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.slow
+def test_page_retry_and_undo(chat_pages, browser, artifacts_dir):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(chat_pages["live"])
+    _ask(page, "How many employees are there?", SCHEMA, expected="SELECT COUNT(id) FROM employees")
+    verdicts = page.locator("#sqlsft-chatbot .sqlsft-verdict")
+    verdicts.first.wait_for(timeout=60_000)
+    assert "✓ Match" in verdicts.first.inner_text()
+    # Retry answers the same question again, compared with what the expected box holds now.
+    page.locator("#sqlsft-expected textarea").fill("SELECT COUNT(*) FROM employees WHERE dept = 'ops'")
+    page.locator("#sqlsft-chatbot").get_by_role("button", name="Retry").last.click()
+    page.locator("#sqlsft-chatbot .sqlsft-verdict.sqlsft-mismatch").wait_for(timeout=60_000)
+    assert verdicts.count() == 1  # the old answer was replaced, not added to
+    assert page.locator("#sqlsft-chatbot").inner_text().count("How many employees are there?") == 1
+    page.screenshot(path=str(artifacts_dir / "chat-retry.png"), full_page=True)
+    # Undo takes the turn back and puts the question back in the box.
+    page.locator("#sqlsft-chatbot").get_by_role("button", name="Undo").last.click()
+    page.wait_for_function(
+        "() => document.querySelector('#sqlsft-question textarea').value.includes('How many employees')",
+        timeout=30_000,
+    )
+    assert verdicts.count() == 0
+    page.close()

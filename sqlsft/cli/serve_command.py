@@ -20,7 +20,7 @@ def _gpus(value: str | None) -> int | None:
     if value is None:
         return None
     if value == "all":
-        from sqlsft.serve import gpu_count
+        from sqlsft.hardware import gpu_count
 
         return max(gpu_count(), 1)
     try:
