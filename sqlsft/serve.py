@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlsft.env_report import VLLM_PYTHON_ENV
 from sqlsft.errors import SqlsftError
-from sqlsft.hardware import gpu_count
+from sqlsft.hardware import cpu_has_native_bf16, gpu_count
 from sqlsft.models import resolve_model_folder
 from sqlsft.paths import runs_dir, state_dir
 
@@ -258,6 +258,18 @@ def _eos_ids(folder: Path) -> list[int] | None:
     return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 
 
+def _emulated_cpu_dtype(folder: Path) -> str | None:
+    """The model's half-precision dtype when this CPU would only emulate it (bf16 without AVX512-BF16/AMX,
+    fp16 always); None for float32 models and CPUs that compute bf16 natively."""
+    config = {}
+    with contextlib.suppress(OSError, ValueError):
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "")
+    if dtype == "float16" or (dtype == "bfloat16" and not cpu_has_native_bf16()):
+        return dtype
+    return None
+
+
 def check_model_folder(folder: Path, label: str | None = None) -> ModelFolder:
     """Refuse a folder an engine cannot serve as trained; warn when generations may never stop."""
     folder = Path(folder)
@@ -481,6 +493,13 @@ def plan_server(
                    "--host", host, "--port", str(port), "--device", device]  # fmt: skip
         # /v1/models lists the Hugging Face cache: a private cache holding just the served name.
         env.update({"HF_HUB_CACHE": str(workdir / "hub"), "HF_HUB_OFFLINE": "1"})
+    if gpu_total == 0 and not _has_option(extra, "--dtype"):
+        slow_dtype = _emulated_cpu_dtype(checked.path)
+        if slow_dtype:
+            command += ["--dtype", "float32"]
+            notes.append(
+                f"this CPU has no native {slow_dtype}: float32 weights (emulated {slow_dtype} is far slower)"
+            )
     command += extra
     cwd = workdir / "names" if choice.engine == "transformers" else workdir
     return ServerPlan(checked, choice, host, port, name, command, cwd, env, tuple(notes))

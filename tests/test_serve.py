@@ -190,6 +190,34 @@ def test_dry_run_command_lines(tiny_model_dir):
     )
 
 
+def test_half_precision_models_are_served_in_float32_on_a_cpu_without_it(tiny_model_dir, tmp_path):
+    from sqlsft.hardware import cpu_has_native_bf16
+
+    for dtype, emulated in (("float16", True), ("bfloat16", not cpu_has_native_bf16()), ("float32", False)):
+        model = copy_model(tiny_model_dir, tmp_path / dtype)
+        config = json.loads((model / "config.json").read_text())
+        config["dtype"] = dtype
+        (model / "config.json").write_text(json.dumps(config))
+        for engine in ("vllm", "transformers"):
+            result = run_cli(
+                "serve", str(model), "--engine", engine, "--engine-python", str(VLLM_PYTHON), "--dry-run"
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            assert ("--dtype float32" in result.stdout) is emulated, (dtype, engine, result.stdout)
+    # an explicit --dtype after -- wins
+    result = run_cli(
+        "serve",
+        str(tmp_path / "float16"),
+        "--engine",
+        "transformers",
+        "--dry-run",
+        "--",
+        "--dtype",
+        "float16",
+    )
+    assert "--dtype float32" not in result.stdout and result.stdout.count("--dtype") == 1
+
+
 def test_bad_input_one_line(tiny_model_dir, tmp_path):
     broken = copy_model(tiny_model_dir, tmp_path / "broken")
     (broken / "chat_template.jinja").unlink()
