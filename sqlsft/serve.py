@@ -258,13 +258,18 @@ def _eos_ids(folder: Path) -> list[int] | None:
     return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 
 
-def _emulated_cpu_dtype(folder: Path) -> str | None:
-    """The model's half-precision dtype when this CPU would only emulate it (bf16 without AVX512-BF16/AMX,
-    fp16 always); None for float32 models and CPUs that compute bf16 natively."""
+def _emulated_cpu_dtype(folder: Path, engine: str) -> str | None:
+    """The half-precision dtype the engine would run the model in when this CPU only emulates it (bf16
+    without AVX512-BF16/AMX, fp16 always); None when the engine would run it natively.
+
+    The engines' `--dtype auto` differ: transformers keeps the checkpoint's dtype, vLLM also turns a
+    float32 checkpoint into bfloat16."""
     config = {}
     with contextlib.suppress(OSError, ValueError):
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    dtype = str(config.get("dtype") or config.get("torch_dtype") or "")
+    dtype = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    if engine == "vllm" and dtype == "float32":
+        dtype = "bfloat16"
     if dtype == "float16" or (dtype == "bfloat16" and not cpu_has_native_bf16()):
         return dtype
     return None
@@ -494,7 +499,7 @@ def plan_server(
         # /v1/models lists the Hugging Face cache: a private cache holding just the served name.
         env.update({"HF_HUB_CACHE": str(workdir / "hub"), "HF_HUB_OFFLINE": "1"})
     if gpu_total == 0 and not _has_option(extra, "--dtype"):
-        slow_dtype = _emulated_cpu_dtype(checked.path)
+        slow_dtype = _emulated_cpu_dtype(checked.path, choice.engine)
         if slow_dtype:
             command += ["--dtype", "float32"]
             notes.append(

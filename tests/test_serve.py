@@ -193,12 +193,15 @@ def test_dry_run_command_lines(tiny_model_dir):
 def test_half_precision_models_are_served_in_float32_on_a_cpu_without_it(tiny_model_dir, tmp_path):
     from sqlsft.hardware import cpu_has_native_bf16
 
-    for dtype, emulated in (("float16", True), ("bfloat16", not cpu_has_native_bf16()), ("float32", False)):
+    no_bf16 = not cpu_has_native_bf16()
+    # vLLM's --dtype auto also turns a float32 checkpoint into bfloat16; transformers keeps float32
+    cases = {"float16": (True, True), "bfloat16": (no_bf16, no_bf16), "float32": (no_bf16, False)}
+    for dtype, (emulated_by_vllm, emulated_by_transformers) in cases.items():
         model = copy_model(tiny_model_dir, tmp_path / dtype)
         config = json.loads((model / "config.json").read_text())
         config["dtype"] = dtype
         (model / "config.json").write_text(json.dumps(config))
-        for engine in ("vllm", "transformers"):
+        for engine, emulated in (("vllm", emulated_by_vllm), ("transformers", emulated_by_transformers)):
             result = run_cli(
                 "serve", str(model), "--engine", engine, "--engine-python", str(VLLM_PYTHON), "--dry-run"
             )  # fmt: skip
