@@ -480,6 +480,8 @@ class ProgressView:
                 )
             elif event == "checkpoint":
                 self._say(f"checkpoint saved at step {row.get('step')}")
+            elif event == "warning":
+                self._say(str(row.get("text")))
             elif event == "interrupted":
                 self._say(
                     f"stopping at step {row.get('step')} of {row.get('max_steps')}; saving a checkpoint"

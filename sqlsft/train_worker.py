@@ -172,6 +172,39 @@ def _blank_ids(tokenizer) -> set[int]:
     return {i for i in ids if tokenizer.decode([i]).strip() == ""}
 
 
+# An end-of-turn token the model never saw in training (a base model's chat tokens) keeps the embedding it
+# was initialised with, which points the same way as the other never-used tokens. Trained tokens have no
+# such near-twins.
+UNTRAINED_COSINE = 0.98
+UNTRAINED_MIN_TWINS = 8
+
+
+def embedding_twins(model, token_id: int, threshold: float = UNTRAINED_COSINE, chunk: int = 32768) -> int:
+    """How many other tokens' input embeddings have cosine >= threshold with token_id's."""
+    import torch
+
+    weight = model.get_input_embeddings().weight.detach()
+    row = torch.nn.functional.normalize(weight[token_id].float(), dim=0)
+    twins = 0
+    with torch.no_grad():
+        for start in range(0, weight.shape[0], chunk):
+            block = torch.nn.functional.normalize(weight[start : start + chunk].float(), dim=1)
+            twins += int((block @ row >= threshold).sum())
+    return twins - 1  # the token itself
+
+
+def untrained_end_of_turn_warning(model, tokenizer, end_id: int) -> str | None:
+    twins = embedding_twins(model, end_id)
+    if twins < UNTRAINED_MIN_TWINS:
+        return None
+    name = tokenizer.convert_ids_to_tokens(end_id)
+    return (
+        f"warning: {name} (id {end_id}) looks untrained in this model: its embedding points the same way as "
+        f"{twins} other tokens. A short run will not teach the model to stop, and its answers will run to "
+        "max_tokens. Train longer, or start from an instruction-tuned model."
+    )
+
+
 def drop_overlong(dataset, tokenizer, max_length: int | None, num_proc: int | None, counted: bool = False):
     """Drop rows whose prompt+completion exceed max_length: truncation would cut off their end of turn.
 
@@ -321,6 +354,13 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         )
         return 3
     print(f"[sqlsft] labels checked: all {checked} examples end with an unmasked end of turn (id {end_id})")
+    warning = untrained_end_of_turn_warning(trainer.model, tokenizer, end_id)
+    if warning:
+        print(f"[sqlsft] {warning}", flush=True)
+        if is_main:
+            _append_jsonl(
+                run_dir / "metrics.jsonl", {"event": "warning", "text": warning, "time": time.time()}
+            )
 
     trainer.train(resume_from_checkpoint=resume_from)
     if stop_cb.stopped:
