@@ -480,7 +480,7 @@ class ProgressView:
                 )
             elif event == "checkpoint":
                 self._say(f"checkpoint saved at step {row.get('step')}")
-            elif event == "warning":
+            elif event == "note":
                 self._say(str(row.get("text")))
             elif event == "interrupted":
                 self._say(

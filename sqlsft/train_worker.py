@@ -193,15 +193,33 @@ def embedding_twins(model, token_id: int, threshold: float = UNTRAINED_COSINE, c
     return twins - 1  # the token itself
 
 
-def untrained_end_of_turn_warning(model, tokenizer, end_id: int) -> str | None:
+def fix_untrained_end_of_turn(model, tokenizer, end_id: int) -> str | None:
+    """Re-initialise an untrained end-of-turn token to the mean of the trained tokens' embeddings.
+
+    Learning to emit a token that points the same way as thousands of never-used ones raises them all: the
+    embedded base model then ends its answers with a random rare token instead of <end_of_turn> and never
+    stops. unsloth treats base models' untrained tokens the same way. Returns what was done, or None."""
+    import torch
+
     twins = embedding_twins(model, end_id)
     if twins < UNTRAINED_MIN_TWINS:
         return None
+    tables = [model.get_input_embeddings().weight]
+    output = model.get_output_embeddings()
+    if output is not None and output.weight is not tables[0]:
+        tables.append(output.weight)  # an untied LM head gets the same treatment
+    with torch.no_grad():
+        for weight in tables:
+            unit = torch.nn.functional.normalize(weight.float(), dim=1)
+            untrained = unit @ unit[end_id] >= UNTRAINED_COSINE
+            trained = weight[~untrained].float()
+            mean = trained.mean(dim=0)
+            mean = mean * (trained.norm(dim=1).mean() / mean.norm().clamp(min=1e-12))
+            weight[end_id] = mean.to(weight.dtype)
     name = tokenizer.convert_ids_to_tokens(end_id)
     return (
-        f"warning: {name} (id {end_id}) looks untrained in this model: its embedding points the same way as "
-        f"{twins} other tokens. A short run will not teach the model to stop, and its answers will run to "
-        "max_tokens. Train longer, or start from an instruction-tuned model."
+        f"{name} (id {end_id}) was untrained in this model (its embedding pointed the same way as {twins} other "
+        "tokens): re-initialised to the mean of the trained tokens' embeddings, so the model can learn to stop"
     )
 
 
@@ -354,13 +372,11 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         )
         return 3
     print(f"[sqlsft] labels checked: all {checked} examples end with an unmasked end of turn (id {end_id})")
-    warning = untrained_end_of_turn_warning(trainer.model, tokenizer, end_id)
-    if warning:
-        print(f"[sqlsft] {warning}", flush=True)
+    fixed = None if resume_from else fix_untrained_end_of_turn(trainer.model, tokenizer, end_id)
+    if fixed:  # on resume the checkpoint's weights (already fixed) replace the model's
+        print(f"[sqlsft] {fixed}", flush=True)
         if is_main:
-            _append_jsonl(
-                run_dir / "metrics.jsonl", {"event": "warning", "text": warning, "time": time.time()}
-            )
+            _append_jsonl(run_dir / "metrics.jsonl", {"event": "note", "text": fixed, "time": time.time()})
 
     trainer.train(resume_from_checkpoint=resume_from)
     if stop_cb.stopped:

@@ -276,25 +276,35 @@ def test_check_end_of_turn_on_plain_and_packed_rows():
     assert check_end_of_turn(packed, eot, {newline}) == (4, [1])
 
 
-def test_an_untrained_end_of_turn_is_warned_about(tiny_model_dir):
+def test_an_untrained_end_of_turn_is_re_initialised(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sqlsft.train_worker import end_of_turn_id, untrained_end_of_turn_warning
+    from sqlsft.train_worker import embedding_twins, end_of_turn_id, fix_untrained_end_of_turn
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     end_id = end_of_turn_id(tokenizer)
-    assert untrained_end_of_turn_warning(model, tokenizer, end_id) is None  # random rows have no twins
     weight = model.get_input_embeddings().weight
+    before = weight.detach().clone()
+    assert fix_untrained_end_of_turn(model, tokenizer, end_id) is None  # random rows have no twins
+    assert torch.equal(weight, before)
+    never_used = [end_id, *range(weight.shape[0] - 20, weight.shape[0])]
     with torch.no_grad():  # a base model's never-used tokens: one shared initial direction, a little noise
-        shared = torch.randn(weight.shape[1])
-        never_used = [end_id, *range(weight.shape[0] - 20, weight.shape[0])]
-        weight[never_used] = shared + 0.01 * torch.randn(len(never_used), weight.shape[1])
-    warning = untrained_end_of_turn_warning(model, tokenizer, end_id)
-    assert (
-        warning and f"<end_of_turn> (id {end_id}) looks untrained" in warning and "20 other tokens" in warning
-    )
+        weight[never_used] = torch.randn(weight.shape[1]) + 0.01 * torch.randn(
+            len(never_used), weight.shape[1]
+        )
+    clustered = weight.detach().clone()
+    assert embedding_twins(model, end_id) == 20
+    note = fix_untrained_end_of_turn(model, tokenizer, end_id)
+    assert note and f"<end_of_turn> (id {end_id}) was untrained" in note and "20 other tokens" in note
+    assert embedding_twins(model, end_id) == 0  # a direction of its own now
+    others = [i for i in range(weight.shape[0]) if i != end_id]
+    assert torch.equal(weight[others], clustered[others])  # nothing else moved
+    trained = [i for i in range(weight.shape[0]) if i not in never_used]
+    cosine = torch.nn.functional.cosine_similarity(weight[end_id], before[trained].mean(0), dim=0)
+    assert cosine > 0.999
+    assert torch.isclose(weight[end_id].norm(), before[trained].norm(dim=1).mean(), rtol=1e-4)
 
 
 # ---------------------------------------------------------------- real runs through accelerate launch
@@ -445,7 +455,7 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
             for s in (1, 2, 3, 4)
         ),
         {"event": "checkpoint", "step": 4},
-        {"event": "warning", "text": "warning: <end_of_turn> (id 106) looks untrained"},
+        {"event": "note", "text": "<end_of_turn> (id 106) was untrained in this model"},
     ]
     for terminal in (False, True):
         run_dir = tmp_path / f"tty-{terminal}"
@@ -461,7 +471,7 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
         text = out.getvalue()
         assert (view.step, view.total, len(view.rows)) == (4, 4, 4)
         assert "10 rows longer than max_length=256 left out" in text and "checkpoint saved at step 4" in text
-        assert "<end_of_turn> (id 106) looks untrained" in text
+        assert "<end_of_turn> (id 106) was untrained" in text
         if terminal:
             assert "4/4" in text and "loss 0.5000" in text and "1,234 tok/s" in text and "RSS 1.5 GiB" in text
         else:
