@@ -179,18 +179,24 @@ UNTRAINED_COSINE = 0.98
 UNTRAINED_MIN_TWINS = 8
 
 
-def embedding_twins(model, token_id: int, threshold: float = UNTRAINED_COSINE, chunk: int = 32768) -> int:
-    """How many other tokens' input embeddings have cosine >= threshold with token_id's."""
+def _twin_mask(weight, token_id: int, threshold: float = UNTRAINED_COSINE, chunk: int = 32768):
+    """Rows of `weight` whose cosine with row token_id is >= threshold (token_id's own row included),
+    computed in chunks so that a bf16 table is never copied whole to float32."""
     import torch
 
-    weight = model.get_input_embeddings().weight.detach()
-    row = torch.nn.functional.normalize(weight[token_id].float(), dim=0)
-    twins = 0
+    row = torch.nn.functional.normalize(weight[token_id].detach().float(), dim=0)
     with torch.no_grad():
-        for start in range(0, weight.shape[0], chunk):
-            block = torch.nn.functional.normalize(weight[start : start + chunk].float(), dim=1)
-            twins += int((block @ row >= threshold).sum())
-    return twins - 1  # the token itself
+        blocks = [
+            torch.nn.functional.normalize(weight[start : start + chunk].detach().float(), dim=1) @ row
+            >= threshold
+            for start in range(0, weight.shape[0], chunk)
+        ]
+    return torch.cat(blocks)
+
+
+def embedding_twins(model, token_id: int, threshold: float = UNTRAINED_COSINE) -> int:
+    """How many other tokens' input embeddings have cosine >= threshold with token_id's."""
+    return int(_twin_mask(model.get_input_embeddings().weight, token_id, threshold).sum()) - 1
 
 
 def fix_untrained_end_of_turn(model, tokenizer, end_id: int) -> str | None:
@@ -201,17 +207,17 @@ def fix_untrained_end_of_turn(model, tokenizer, end_id: int) -> str | None:
     stops. unsloth treats base models' untrained tokens the same way. Returns what was done, or None."""
     import torch
 
-    twins = embedding_twins(model, end_id)
+    embeddings = model.get_input_embeddings().weight
+    untrained = _twin_mask(embeddings, end_id)
+    twins = int(untrained.sum()) - 1
     if twins < UNTRAINED_MIN_TWINS:
         return None
-    tables = [model.get_input_embeddings().weight]
+    tables = [(embeddings, untrained)]
     output = model.get_output_embeddings()
-    if output is not None and output.weight is not tables[0]:
-        tables.append(output.weight)  # an untied LM head gets the same treatment
+    if output is not None and output.weight is not embeddings:  # an untied LM head gets the same treatment
+        tables.append((output.weight, _twin_mask(output.weight, end_id)))
     with torch.no_grad():
-        for weight in tables:
-            unit = torch.nn.functional.normalize(weight.float(), dim=1)
-            untrained = unit @ unit[end_id] >= UNTRAINED_COSINE
+        for weight, untrained in tables:
             trained = weight[~untrained].float()
             mean = trained.mean(dim=0)
             mean = mean * (trained.norm(dim=1).mean() / mean.norm().clamp(min=1e-12))

@@ -6,6 +6,7 @@ import pytest
 
 from sqlsft import runs
 from sqlsft.errors import SqlsftError
+from tests.in_process_cli import cli
 
 
 def make_run(root, name, status, started, **extra):
@@ -102,16 +103,6 @@ def test_checkpoints_and_their_completeness(tmp_path):
         "optimizer.pt",
         "model weights",
     ]
-
-
-def cli(*args: str) -> int:
-    from sqlsft.cli.app import run_app
-
-    try:
-        run_app(list(args))
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
 
 
 def test_runs_command_shows_the_table_with_accuracy(tmp_path, monkeypatch, capsys):

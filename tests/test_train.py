@@ -26,6 +26,7 @@ from sqlsft.train import (
     resume,
     slow_bf16_warning,
 )
+from tests.in_process_cli import cli
 
 NO_GPU = Hardware(gpus=[], cpu_cores=2)
 SQLSFT = [sys.executable, "-m", "sqlsft"]
@@ -33,16 +34,6 @@ SQLSFT = [sys.executable, "-m", "sqlsft"]
 TINY_RUN = ["--set", "num_rows=120", "--set", "max_length=1024", "--set", "bf16=false",
             "--set", "per_device_train_batch_size=2", "--set", "dataset_num_proc=1"]  # fmt: skip
 RUN_TIMEOUT_S = 900
-
-
-def cli(*args: str) -> int:
-    from sqlsft.cli.app import run_app
-
-    try:
-        run_app(list(args))
-    except SystemExit as exc:
-        return exc.code or 0
-    return 0
 
 
 # ---------------------------------------------------------------- checks before anything heavy
