@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sqlsft.bench_train import BenchTrainOptions, add_ratios, bench_train, measure, skip_reason
-from sqlsft.config import TrainConfig
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Gpu, Hardware
+from sqlsft.bench.train import BenchTrainOptions, add_ratios, bench_train, measure, skip_reason
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import Gpu, Hardware
+from sqlsft.train.config import TrainConfig
 
 SQLSFT = str(Path(sys.executable).parent / "sqlsft")
 NO_GPU = Hardware(gpus=[], cpu_cores=2)
@@ -112,7 +112,7 @@ def test_bad_input_is_one_line(args, message):
 
 @pytest.mark.slow
 def test_bench_train_on_the_cpu_baseline_and_fast(tiny_model_dir):
-    from sqlsft.runs import list_runs
+    from sqlsft.runs.registry import list_runs
 
     options = BenchTrainOptions(
         presets=["baseline", "liger", "fast"],

@@ -7,8 +7,9 @@ from collections import Counter
 
 import pytest
 
-from sqlsft import builtin_data
-from sqlsft.builtin_data import (
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.builtin import generator as builtin_data
+from sqlsft.data.builtin.generator import (
     BUILTIN_COLUMNS,
     COMPLEXITY_DESCRIPTIONS,
     DEFAULT_NUM_ROWS,
@@ -16,7 +17,6 @@ from sqlsft.builtin_data import (
     generate_builtin_rows,
     question_template_count,
 )
-from sqlsft.errors import SqlsftError
 
 SAMPLE_SIZE = 2000
 ATTEMPTS_PER_TABLE = 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sqlsft.chat import (
+from sqlsft.chat.app import (
     ChatTarget,
     ServerProblem,
     parse_auth,
@@ -21,8 +21,8 @@ from sqlsft.chat import (
     result_html,
     stream_answer,
 )
-from sqlsft.errors import SqlsftError
-from sqlsft.prompts import load_templates, prompt_messages
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.prompts import load_templates, prompt_messages
 
 SQLSFT = [str(Path(sys.executable).with_name("sqlsft"))]  # the console script of this environment
 SCHEMA = (

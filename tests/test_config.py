@@ -2,8 +2,8 @@
 
 import pytest
 
-from sqlsft.config import list_presets, load_resolved, resolve_config
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
+from sqlsft.train.config import list_presets, load_resolved, resolve_config
 
 PRESETS = ("baseline", "demo", "fast", "liger", "liger-slow")
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from sqlsft.data import PrepareOptions, parse_column_map, prepare
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.prepare import PrepareOptions, parse_column_map, prepare
 
 GOOD_ROWS = [
     {
@@ -69,7 +69,7 @@ def test_cache_hit_miss_and_key(tmp_path):
 
 
 def test_template_content_is_part_of_the_key(tmp_path):
-    from sqlsft.paths import templates_dir
+    from sqlsft.common.paths import templates_dir
 
     mine = tmp_path / "tpl"
     mine.mkdir()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from sqlsft.evaluate import (
+from sqlsft.eval.evaluate import (
     Answer,
     EvalOptions,
     EvalResult,
@@ -40,7 +40,7 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
 @pytest.fixture(scope="module")
 def builtin_prepared():
     """A small builtin preparation in the session cache (200 rows: 10 test rows); eval finds it there."""
-    from sqlsft.data import PrepareOptions, prepare
+    from sqlsft.data.prepare import PrepareOptions, prepare
 
     return prepare(PrepareOptions(dataset="builtin", num_rows=200, model=None), Console(quiet=True))
 
@@ -158,7 +158,7 @@ def _row(i: int, sql: str, complexity: str) -> dict:
 @pytest.fixture(scope="module")
 def sql_dataset(tmp_path_factory):
     """A local data set whose test split is TEST_ROWS, prepared into the session cache."""
-    from sqlsft.data import PrepareOptions, prepare
+    from sqlsft.data.prepare import PrepareOptions, prepare
 
     folder = tmp_path_factory.mktemp("eval-data")
     train, test = folder / "train.jsonl", folder / "test.jsonl"
@@ -188,8 +188,8 @@ def _check_scripted_report(report: dict) -> None:
 
 @pytest.mark.slow
 def test_eval_against_a_running_server(sql_dataset, scripted_model):
-    from sqlsft.paths import runs_dir
-    from sqlsft.serve import free_port, running_server
+    from sqlsft.common.paths import runs_dir
+    from sqlsft.serve.server import free_port, running_server
 
     with running_server(str(scripted_model), engine="transformers", port=free_port()) as server:
         result = run_cli("eval", "--url", server.url, "--dataset", sql_dataset, "--concurrency", "2")
@@ -210,9 +210,9 @@ def test_eval_against_a_running_server(sql_dataset, scripted_model):
 def test_eval_compare_starts_and_stops_a_server_per_model(sql_dataset, scripted_model, tiny_model_dir):
     import shutil
 
-    from sqlsft import runs
-    from sqlsft.paths import runs_dir
-    from sqlsft.serve import recorded_servers
+    from sqlsft.common.paths import runs_dir
+    from sqlsft.runs import registry as runs
+    from sqlsft.serve.server import recorded_servers
 
     # a completed run whose model is the scripted one: its report lands in the run folder
     run_dir = runs_dir() / "20260101-000000-scripted"

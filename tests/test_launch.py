@@ -2,9 +2,9 @@
 
 import pytest
 
-from sqlsft import launch
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Gpu, Hardware
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import Gpu, Hardware
+from sqlsft.train import launch
 
 NO_GPU = Hardware(gpus=[], cpu_cores=2)
 
@@ -42,7 +42,7 @@ def test_gpu_configs_for_1_2_4_8_gpus(count, tmp_path):
         assert loaded.distributed_type == "MULTI_GPU"
         assert loaded.gpu_ids == ("all" if count == 8 else ",".join(map(str, range(count))))
         assert args.multi_gpu and args.num_processes == count
-    assert args.module and args.training_script == "sqlsft.train_worker"
+    assert args.module and args.training_script == "sqlsft.train.worker"
 
 
 def test_default_uses_every_gpu_present(tmp_path):
@@ -93,7 +93,7 @@ def test_cpu_configs_one_process_and_several_ranks(tmp_path):
 
 def test_launch_command_and_script(tmp_path):
     command = launch.launch_command(tmp_path / "acc.yaml", tmp_path / "run", resume_from=tmp_path / "ck")
-    assert command[-6:] == ["-m", "sqlsft.train_worker", "--run-dir", str(tmp_path / "run"), "--resume-from",
+    assert command[-6:] == ["-m", "sqlsft.train.worker", "--run-dir", str(tmp_path / "run"), "--resume-from",
                             str(tmp_path / "ck")]  # fmt: skip
     assert "--config_file" in command and str(tmp_path / "acc.yaml") in command
     script = launch.write_launch_script(command, tmp_path / "launch.sh", {"WANDB_PROJECT": "p q"})

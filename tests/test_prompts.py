@@ -2,8 +2,8 @@
 
 import pytest
 
-from sqlsft.errors import SqlsftError
-from sqlsft.prompts import format_sql, load_templates, prompt_completion, prompt_messages
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.prompts import format_sql, load_templates, prompt_completion, prompt_messages
 
 # The workshop's own example (reference text, "Dataset sample").
 EXAMPLE = {

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from sqlsft import runs
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
+from sqlsft.runs import registry as runs
 from tests.in_process_cli import cli
 
 

@@ -1,6 +1,6 @@
 """Scoring one prediction: hand-made cases for each published rule."""
 
-from sqlsft.scoring import (
+from sqlsft.sql.scoring import (
     CORRECT,
     ERROR,
     GOLD_ERROR,

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sqlsft import serve
-from sqlsft.errors import SqlsftError
-from sqlsft.models import resolve_model_folder
-from sqlsft.prompts import load_templates, prompt_messages
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.prompts import load_templates, prompt_messages
+from sqlsft.models.resolve import resolve_model_folder
+from sqlsft.serve import server as serve
 
 REPO = Path(__file__).resolve().parent.parent
 SQLSFT = str(Path(sys.executable).parent / "sqlsft")
@@ -142,7 +142,7 @@ def test_resolve_runs_folders_and_hub(tiny_model_dir, tmp_path, monkeypatch):
 
 
 def test_resolve_embedded_uses_the_converted_folder(tiny_model_dir, tmp_path, monkeypatch):
-    from sqlsft.models import embedded_model_path
+    from sqlsft.models.resolve import embedded_model_path
 
     monkeypatch.setenv("SQLSFT_CACHE_DIR", str(tmp_path / "cache"))
     converted = embedded_model_path()  # stands in for a finished conversion: no 6-minute GGUF dequantization
@@ -191,7 +191,7 @@ def test_dry_run_command_lines(tiny_model_dir):
 
 
 def test_half_precision_models_are_served_in_float32_on_a_cpu_without_it(tiny_model_dir, tmp_path):
-    from sqlsft.hardware import cpu_has_native_bf16
+    from sqlsft.common.hardware import cpu_has_native_bf16
 
     no_bf16 = not cpu_has_native_bf16()
     # vLLM's --dtype auto also turns a float32 checkpoint into bfloat16; transformers keeps float32
@@ -269,7 +269,7 @@ def test_stale_state_is_cleaned():
 
 
 def test_percentile():
-    from sqlsft.bench_serve import percentile
+    from sqlsft.bench.serve import percentile
 
     assert percentile([4.0, 1.0, 3.0, 2.0], 0.5) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 0.95) == 95.0
@@ -379,7 +379,7 @@ def test_vllm_and_transformers_side_by_side(tiny_model_dir):
 
         from openai import OpenAI
 
-        from sqlsft.bench_serve import measure
+        from sqlsft.bench.serve import measure
 
         client = OpenAI(base_url=records["transformers"].url, api_key="EMPTY", timeout=120, max_retries=0)
         figures = measure(client, "local", [sql_messages()] * 4, concurrency=2, max_tokens=4)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from sqlsft.sql_sandbox import (
+from sqlsft.sql.sandbox import (
     QueryResult,
     extract_sql,
     query_orders_rows,
@@ -174,7 +174,7 @@ def test_big_values_and_big_tables_hit_limits():
 def test_memory_hungry_query_is_stopped():
     # SQLite's heap limit is process-wide: try it in a child process with a small limit.
     code = (
-        "import sqlsft.sql_sandbox as s; s.HEAP_LIMIT_BYTES = 64 << 20\n"
+        "import sqlsft.sql.sandbox as s; s.HEAP_LIMIT_BYTES = 64 << 20\n"
         "r = s.run_query('CREATE TABLE a (x INT)', 'WITH RECURSIVE r(i, x) AS (SELECT 1, randomblob(1000) "
         "UNION ALL SELECT i + 1, randomblob(1000) FROM r LIMIT 5000000) SELECT i FROM r ORDER BY x', timeout_s=20)\n"
         "print(r.status, r.error)"

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from sqlsft import runs
-from sqlsft.config import resolve_config
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Gpu, Hardware
-from sqlsft.launch import plan_launch
-from sqlsft.train import (
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import Gpu, Hardware
+from sqlsft.runs import registry as runs
+from sqlsft.train.config import resolve_config
+from sqlsft.train.launch import plan_launch
+from sqlsft.train.supervise import (
     TrainOptions,
     disk_problem,
     estimate_disk_gib,
@@ -125,7 +125,7 @@ def fake_hub(monkeypatch):
 
 
 def test_gated_missing_and_unreachable_models(fake_hub, monkeypatch):
-    from sqlsft.models import resolve_model
+    from sqlsft.models.resolve import resolve_model
 
     with pytest.raises(SqlsftError, match="org/gated is a gated model and no Hugging Face token") as info:
         resolve_model("org/gated")
@@ -148,7 +148,7 @@ def test_gated_missing_and_unreachable_models(fake_hub, monkeypatch):
 
 
 def test_local_model_paths(tmp_path, tiny_model_dir):
-    from sqlsft.models import resolve_model
+    from sqlsft.models.resolve import resolve_model
 
     assert resolve_model(str(tiny_model_dir)).source == "local"
     with pytest.raises(SqlsftError, match="not a transformers model folder"):
@@ -199,7 +199,7 @@ def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch
     assert (
         "distributed_type: MULTI_GPU" in out and "num_processes: 4" in out and "mixed_precision: bf16" in out
     )
-    assert "accelerate launch --config_file" in out and "-m sqlsft.train_worker --run-dir" in out
+    assert "accelerate launch --config_file" in out and "-m sqlsft.train.worker --run-dir" in out
     assert "the job needs 4" in out and "GPUs need not be present" in out
     assert not runs.list_runs()  # nothing written
 
@@ -255,7 +255,7 @@ def test_resume_refusals(tmp_path, monkeypatch):
 def test_check_end_of_turn_on_plain_and_packed_rows():
     from datasets import Dataset
 
-    from sqlsft.train_worker import check_end_of_turn
+    from sqlsft.train.worker import check_end_of_turn
 
     eot, newline = 106, 107
     good = [-100, -100, 5, 6, eot, newline]
@@ -271,7 +271,7 @@ def test_an_untrained_end_of_turn_is_re_initialised(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sqlsft.train_worker import embedding_twins, end_of_turn_id, fix_untrained_end_of_turn
+    from sqlsft.train.worker import embedding_twins, end_of_turn_id, fix_untrained_end_of_turn
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -428,7 +428,7 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
 
     from rich.console import Console
 
-    from sqlsft.train import ProgressView
+    from sqlsft.train.supervise import ProgressView
 
     lines = [
         {"event": "data", "rows": 90, "dropped_overlong": 10, "max_length": 256},

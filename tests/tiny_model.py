@@ -29,7 +29,7 @@ def build_tiny_gemma(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig, PreTrainedTokenizerFast
 
-    from sqlsft.chat_template import gemma3_chat_template
+    from sqlsft.models.chat_template import gemma3_chat_template
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

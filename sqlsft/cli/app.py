@@ -7,7 +7,7 @@ import typer
 from rich.console import Console
 
 from sqlsft import __version__
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
 
 console = Console()
 err_console = Console(stderr=True)

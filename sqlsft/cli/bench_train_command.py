@@ -33,7 +33,7 @@ def bench_train_command(
     overrides: list[str] = typer.Option([], "--set", help="key=value applied to every preset (repeatable)."),
 ) -> None:
     """Step time, tokens/s (real tokens), samples/s, peak memory and projected epoch per preset and GPU count."""
-    from sqlsft.bench_train import BenchTrainOptions, bench_train, parse_gpus, parse_list
+    from sqlsft.bench.train import BenchTrainOptions, bench_train, parse_gpus, parse_list
 
     options = BenchTrainOptions(
         presets=parse_list(presets, "--presets"),

@@ -35,7 +35,7 @@ def chat_command(
     ),
 ) -> None:
     """Chat with a served model in the browser: each answer's SQL runs against your schema in a sandbox."""
-    from sqlsft.chat import launch_chat
+    from sqlsft.chat.app import launch_chat
 
     launch_chat(
         url,

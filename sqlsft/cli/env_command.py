@@ -9,7 +9,7 @@ def env_command(
     plain: bool = typer.Option(False, "--plain", help="Print '- key: value' lines instead of a table."),
 ) -> None:
     """Versions, hardware, serving engines, wandb and hub status: paste it into a bug report."""
-    from sqlsft.env_report import collect
+    from sqlsft.common.environment import collect
 
     info = collect()
     if plain:

@@ -3,7 +3,7 @@
 import typer
 
 from sqlsft.cli.app import app, console
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
 
 
 @app.command("eval")
@@ -53,8 +53,8 @@ def eval_command(
     ),
 ) -> None:
     """Score a model's SQL by executing it: execution accuracy, exact match, valid SQL, with breakdowns."""
-    from sqlsft.evaluate import EvalOptions, evaluate
-    from sqlsft.evaluate import compare as compare_models
+    from sqlsft.eval.evaluate import EvalOptions, evaluate
+    from sqlsft.eval.evaluate import compare as compare_models
 
     options = EvalOptions(
         dataset=dataset,

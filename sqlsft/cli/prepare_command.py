@@ -39,7 +39,7 @@ def prepare_command(
     num_proc: int | None = typer.Option(None, "--num-proc", help="Worker processes (default: every core)."),
 ) -> None:
     """Load, format, validate (by executing every gold query in SQLite) and cache a text-to-SQL data set."""
-    from sqlsft.data import PrepareOptions, parse_column_map, prepare, summary_table
+    from sqlsft.data.prepare import PrepareOptions, parse_column_map, prepare, summary_table
 
     started = time.perf_counter()
     options = PrepareOptions(
@@ -75,6 +75,6 @@ def bench_prepare_command(
     num_proc: int | None = typer.Option(None, "--num-proc", help="Worker processes (default: every core)."),
 ) -> None:
     """Rows/s of `prepare` on the builtin set, cold (cache miss) and warm (cache hit)."""
-    from sqlsft.bench_prepare import bench_prepare
+    from sqlsft.bench.prepare import bench_prepare
 
     bench_prepare(num_rows=num_rows, num_proc=num_proc, console=console)

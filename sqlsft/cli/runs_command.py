@@ -21,8 +21,8 @@ def runs_command(
     limit: int = typer.Option(20, "--limit", "-n", help="Show at most this many runs (newest first)."),
 ) -> None:
     """List training runs: preset, model, GPUs, steps, final loss, duration, status, latest eval accuracy."""
-    from sqlsft.paths import runs_dir
-    from sqlsft.runs import list_runs
+    from sqlsft.common.paths import runs_dir
+    from sqlsft.runs.registry import list_runs
 
     found = list_runs()
     if not found:

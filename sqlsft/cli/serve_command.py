@@ -5,7 +5,7 @@ import typer
 
 from sqlsft.cli.app import app, console, err_console
 from sqlsft.cli.bench_command import bench_app
-from sqlsft.env_report import VLLM_PYTHON_ENV
+from sqlsft.common.environment import VLLM_PYTHON_ENV
 
 server_app = typer.Typer(
     help="Servers started by `sqlsft serve`: status (with a live health check), logs, stop.",
@@ -20,7 +20,7 @@ def _gpus(value: str | None) -> int | None:
     if value is None:
         return None
     if value == "all":
-        from sqlsft.hardware import gpu_count
+        from sqlsft.common.hardware import gpu_count
 
         return max(gpu_count(), 1)
     try:
@@ -70,7 +70,7 @@ def serve_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the engine command line; start nothing."),
 ) -> None:
     """Serve a model through an OpenAI-compatible API (vLLM or transformers serve) with its training chat template."""
-    from sqlsft.serve import serve
+    from sqlsft.serve.server import serve
 
     extra = list(ctx.args)
     if model.startswith("-"):  # `sqlsft serve -- --flag`: the first pass-through argument landed on MODEL
@@ -98,7 +98,7 @@ def serve_command(
 @server_app.command("status")
 def status_command() -> None:
     """Running servers with a live health check."""
-    from sqlsft.serve import status_table
+    from sqlsft.serve.server import status_table
 
     table = status_table()
     if table is None:
@@ -118,7 +118,7 @@ def logs_command(
     ),
 ) -> None:
     """The engine's log (also for a server that already stopped or crashed)."""
-    from sqlsft.serve import show_logs
+    from sqlsft.serve.server import show_logs
 
     try:
         for line in show_logs(port, lines, follow):
@@ -133,7 +133,7 @@ def stop_command(
     all_servers: bool = typer.Option(False, "--all", help="Stop every server sqlsft started."),
 ) -> None:
     """Stop a server: SIGTERM to its process group, SIGKILL after a grace period."""
-    from sqlsft.serve import stop
+    from sqlsft.serve.server import stop
 
     for stopped in stop(port, all_servers):
         err_console.print(f"stopped the server on port {stopped}", highlight=False)
@@ -155,7 +155,7 @@ def bench_serve_command(
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for each engine to start."),
 ) -> None:
     """Requests/s, output tokens/s and p50/p95 latency per engine and concurrency, on a fixed prompt set."""
-    from sqlsft.bench_serve import run_serve_bench
+    from sqlsft.bench.serve import run_serve_bench
 
     def numbers(text: str, what: str) -> list[int]:
         try:

@@ -49,8 +49,8 @@ def train_command(
     ),
 ) -> None:
     """Fine-tune with TRL's SFTTrainer through accelerate; leaves a run that `sqlsft serve latest` deploys."""
-    from sqlsft.errors import SqlsftError
-    from sqlsft.train import TrainOptions, train
+    from sqlsft.common.errors import SqlsftError
+    from sqlsft.train.supervise import TrainOptions, train
 
     if run is not None and not resume:
         raise SqlsftError(f"Unexpected argument '{run}'.", "A run name is taken only with --resume RUN.")

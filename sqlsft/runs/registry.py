@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import runs_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import runs_dir
 
 STATUSES = ("running", "completed", "failed", "interrupted")
 LATEST = "latest"

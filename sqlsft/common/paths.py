@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def cache_dir(override: str | Path | None = None) -> Path:

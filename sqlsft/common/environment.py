@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from sqlsft import __version__
-from sqlsft.hardware import detect_hardware
+from sqlsft.common.hardware import detect_hardware
 
 KEY_PACKAGES = (
     "torch", "transformers", "trl", "datasets", "accelerate", "liger-kernel", "vllm", "gradio",

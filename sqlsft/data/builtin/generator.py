@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlsft.errors import SqlsftError
+from sqlsft.common.errors import SqlsftError
 
 BUILTIN_COLUMNS: tuple[str, ...] = (
     "id",

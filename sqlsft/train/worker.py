@@ -1,4 +1,4 @@
-"""The training script `accelerate launch` runs on every rank: `python -m sqlsft.train_worker --run-dir RUN`.
+"""The training script `accelerate launch` runs on every rank: `python -m sqlsft.train.worker --run-dir RUN`.
 
 It reads the run's resolved config.yaml, loads the prepared data set from disk (prepare did the per-row
 work before the launch), builds TRL's SFTTrainer, and leaves in the run folder: metrics.jsonl (rank 0),
@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from sqlsft.config import load_resolved
+from sqlsft.train.config import load_resolved
 
 # How many rows' labels to check for the end of turn before training, and how many offending ones to name.
 EXAMPLES_SHOWN = 3
@@ -334,7 +334,7 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         model_path, trust_remote_code=bool(config.training.get("trust_remote_code", False))
     )
     if not tokenizer.chat_template:
-        from sqlsft.chat_template import gemma3_chat_template
+        from sqlsft.models.chat_template import gemma3_chat_template
 
         tokenizer.chat_template = gemma3_chat_template()
         print("[sqlsft] the tokenizer has no chat template: using Gemma 3's", flush=True)
@@ -398,7 +398,7 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m sqlsft.train_worker", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m sqlsft.train.worker", description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--resume-from", default=None)
     args = parser.parse_args(argv)

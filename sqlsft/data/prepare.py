@@ -20,9 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sqlsft import __version__
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import cache_dir
-from sqlsft.prompts import REQUIRED_COLUMNS, load_templates, prompt_completion
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import cache_dir
+from sqlsft.data.prompts import REQUIRED_COLUMNS, load_templates, prompt_completion
 
 DEFAULT_DATASET = "gretelai/synthetic_text_to_sql"
 DEFAULT_MODEL = "google/gemma-3-270m-it"
@@ -195,7 +195,7 @@ def _file_is_bad(builder: str, path: Path) -> bool:
 
 
 def _hub_reachable() -> bool:
-    from sqlsft.env_report import hub_status
+    from sqlsft.common.environment import hub_status
 
     return hub_status(timeout=3.0).startswith("reachable")
 
@@ -253,7 +253,7 @@ def load_source(options: PrepareOptions) -> dict[str, Any]:
 
     kind = _source_kind(options)
     if kind == "builtin":
-        from sqlsft.builtin_data import DEFAULT_NUM_ROWS, generate_builtin_rows
+        from sqlsft.data.builtin.generator import DEFAULT_NUM_ROWS, generate_builtin_rows
 
         rows = generate_builtin_rows(options.num_rows or DEFAULT_NUM_ROWS, seed=options.seed)
         return {"train": Dataset.from_list(rows)}
@@ -325,7 +325,7 @@ def _missing_fields(row: dict[str, Any]) -> list[str]:
 
 def _process_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any] | tuple[Any, list[str]]]:
     """Format one chunk of rows and execute each gold query; a skipped row comes back as (id, missing)."""
-    from sqlsft.sql_sandbox import run_query
+    from sqlsft.sql.sandbox import run_query
 
     out: list[dict[str, Any] | tuple[Any, list[str]]] = []
     for row in rows:
@@ -391,14 +391,14 @@ def load_stats_tokenizer(model: str | None, console: Console):
         from transformers import AutoTokenizer
 
         if model == "embedded":
-            from sqlsft.models import embedded_model_dir
+            from sqlsft.models.resolve import embedded_model_dir
 
             folder = embedded_model_dir(console=console)
             tokenizer = AutoTokenizer.from_pretrained(folder)
         else:
             tokenizer = AutoTokenizer.from_pretrained(model)
         if not tokenizer.chat_template:
-            from sqlsft.chat_template import gemma3_chat_template
+            from sqlsft.models.chat_template import gemma3_chat_template
 
             tokenizer.chat_template = gemma3_chat_template()
         return tokenizer

@@ -1,7 +1,7 @@
 """Scoring one text-to-SQL prediction against its gold query: pure functions, no model, no server.
 
 The rules are published in every eval report (`SCORING_RULES`) and in the README. The execution and
-comparison work is the SQL sandbox's (`sqlsft.sql_sandbox`); this module decides what each outcome
+comparison work is the SQL sandbox's (`sqlsft.sql.sandbox`); this module decides what each outcome
 means and how the scores add up.
 """
 
@@ -9,7 +9,7 @@ import logging
 import re
 from dataclasses import asdict, dataclass
 
-from sqlsft.sql_sandbox import QueryResult, extract_sql, query_orders_rows, results_match, run_query
+from sqlsft.sql.sandbox import QueryResult, extract_sql, query_orders_rows, results_match, run_query
 
 QUERY_TIMEOUT_S = 2.0
 MAX_ROWS = 1000

@@ -8,9 +8,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from sqlsft.data import PrepareOptions, prepare
-from sqlsft.hardware import detect_hardware
-from sqlsft.paths import runs_dir
+from sqlsft.common.hardware import detect_hardware
+from sqlsft.common.paths import runs_dir
+from sqlsft.data.prepare import PrepareOptions, prepare
 
 
 def bench_prepare(num_rows: int, num_proc: int | None, console: Console, model: str | None = None) -> dict:

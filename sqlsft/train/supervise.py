@@ -2,7 +2,7 @@
 
 Everything that can fail cheaply fails here, before any weights are loaded: unknown presets and keys,
 more GPUs than present, liger without a GPU, bf16 on a GPU without it, a gated model without access,
-no free disk. Then `accelerate launch` runs sqlsft.train_worker in its own process group; this process
+no free disk. Then `accelerate launch` runs sqlsft.train.worker in its own process group; this process
 tails the run's metrics.jsonl to drive the progress display and records the outcome in status.json.
 """
 
@@ -24,12 +24,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from sqlsft import launch, runs
-from sqlsft.config import TrainConfig, load_resolved, resolve_config
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Hardware, cpu_has_native_bf16, detect_hardware, free_disk_gib
-from sqlsft.models import ResolvedModel, embedded_model_dir, model_weight_bytes, resolve_model
-from sqlsft.paths import runs_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import Hardware, cpu_has_native_bf16, detect_hardware, free_disk_gib
+from sqlsft.common.paths import runs_dir
+from sqlsft.models.resolve import ResolvedModel, embedded_model_dir, model_weight_bytes, resolve_model
+from sqlsft.runs import registry as runs
+from sqlsft.train import launch
+from sqlsft.train.config import TrainConfig, load_resolved, resolve_config
 
 REPORT_TO = ("wandb", "trackio", "tensorboard", "none")
 REPORT_PACKAGES = {"wandb": "wandb", "trackio": "trackio", "tensorboard": "tensorboard"}
@@ -308,7 +309,7 @@ def _child_env(run_dir: Path) -> dict[str, str]:
 
 
 def _prepare_data(config: TrainConfig, console: Console):
-    from sqlsft.data import PrepareOptions, prepare
+    from sqlsft.data.prepare import PrepareOptions, prepare
 
     options = PrepareOptions(
         **config.data, model=config.model_name, max_length=int(config.training.get("max_length") or 1024)
@@ -572,7 +573,7 @@ def _execute(run_dir: Path, command: list[str], console: Console, start_step: in
 
 
 def _finish(run_dir, returncode, interrupted, started, view: ProgressView, console) -> TrainResult:
-    from sqlsft.runs import read_metrics
+    from sqlsft.runs.registry import read_metrics
 
     metrics = read_metrics(run_dir)
     losses = [m for m in metrics if "loss" in m and m.get("loss") is not None and not m.get("event")]

@@ -2,7 +2,7 @@
 
 Flow: prepared rows (the training prompt format, from `prepare`'s cache) -> concurrent greedy chat
 completions through the `openai` client against a server (`--url`, or one this stage starts with
-`sqlsft.serve.running_server` and stops at the end) -> `sqlsft.scoring` per example -> predictions
+`sqlsft.serve.running_server` and stops at the end) -> `sqlsft.sql.scoring` per example -> predictions
 JSONL, report JSON and Rich tables in `runs/<run>/eval/<split>-<time>/`.
 """
 
@@ -22,9 +22,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sqlsft import __version__
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import runs_dir
-from sqlsft.scoring import (
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import runs_dir
+from sqlsft.sql.scoring import (
     CORRECT,
     SCORING_RULES,
     ExampleScore,
@@ -95,7 +95,7 @@ class EvalResult:
 def find_or_prepare(dataset: str, console: Console):
     """The prepared data set for `dataset`, from `prepare`'s cache: the newest preparation of it with the
     default template (whatever its size, seed or tokenizer), else a new one with the defaults."""
-    from sqlsft.data import PrepareOptions, list_prepared, prepare
+    from sqlsft.data.prepare import PrepareOptions, list_prepared, prepare
 
     options = PrepareOptions(dataset=dataset, model=None)
     for prepared in list_prepared():
@@ -121,7 +121,7 @@ class _RunData:
 def run_data(run) -> _RunData | None:
     if run is None:
         return None
-    from sqlsft.runs import read_json
+    from sqlsft.runs.registry import read_json
 
     data_path = read_json(Path(run.path) / "run.json").get("data_path")
     if not data_path or not Path(data_path).is_dir():
@@ -496,7 +496,7 @@ def resolve_model_run(model: str | None):
     """The training run MODEL names (`latest`, a run name or its folder), or None for folders and hub ids."""
     if not model:
         return None
-    from sqlsft.runs import resolve_run
+    from sqlsft.runs.registry import resolve_run
 
     try:
         return resolve_run(model)
@@ -511,7 +511,7 @@ def server_model(model: str, run, console: Console) -> str:
     if run is not None:
         return str(run.model_dir)
     if model == "embedded":
-        from sqlsft.models import embedded_model_dir
+        from sqlsft.models.resolve import embedded_model_dir
 
         return str(embedded_model_dir(console))
     return model
@@ -548,7 +548,7 @@ def answering_server(
         raise SqlsftError(
             "Nothing to evaluate.", "Pass a MODEL (latest, a run, a folder, a hub id) or --url."
         )
-    from sqlsft.serve import free_port, running_server
+    from sqlsft.serve.server import free_port, running_server
 
     kwargs: dict[str, Any] = {
         "engine": options.engine,

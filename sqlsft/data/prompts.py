@@ -14,8 +14,8 @@ import jinja2
 import sqlparse
 from jinja2.sandbox import SandboxedEnvironment
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import templates_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import templates_dir
 
 DEFAULT_TEMPLATE = "text-to-sql"
 TEMPLATE_ROLES = ("system", "user", "assistant")

@@ -2,7 +2,7 @@
 
 The distribution is accelerate's own: sqlsft only writes the YAML that `accelerate config` would write for
 the chosen hardware (no distribution for one device, DDP or FSDP for several, several machines) and runs
-`accelerate launch --config_file <it> -m sqlsft.train_worker ...`, printing that command and saving it.
+`accelerate launch --config_file <it> -m sqlsft.train.worker ...`, printing that command and saving it.
 
 Several CPU processes: accelerate's `MULTI_CPU` type is launched as ONE process unless mpirun is used,
 so N CPU ranks are written as `distributed_type: MULTI_GPU` with `use_cpu: true`: accelerate then starts
@@ -22,10 +22,10 @@ from pathlib import Path
 
 import yaml
 
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import Hardware
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import Hardware
 
-WORKER_MODULE = "sqlsft.train_worker"
+WORKER_MODULE = "sqlsft.train.worker"
 STRATEGIES = ("ddp", "fsdp")
 DEFAULT_MAIN_PORT = 29500
 
@@ -210,7 +210,7 @@ def accelerate_yaml(plan: LaunchPlan) -> str:
     if plan.use_cpu and plan.distributed:
         header.append("# CPU ranks: MULTI_GPU + use_cpu makes accelerate start them with torchrun over gloo.")
     header.append(
-        "# Launch: accelerate launch --config_file <this file> -m sqlsft.train_worker --run-dir <run>"
+        "# Launch: accelerate launch --config_file <this file> -m sqlsft.train.worker --run-dir <run>"
     )
     body = yaml.safe_dump(accelerate_config(plan), sort_keys=True, default_flow_style=False)
     return "\n".join(header) + "\n" + body

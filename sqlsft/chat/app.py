@@ -1,7 +1,7 @@
 """`sqlsft chat`: a Gradio page that asks a served model for SQL and runs its answer in the sandbox.
 
 Each question is sent the way the model was trained: the system prompt and the user message rendered
-by `sqlsft.prompts` (no earlier turns). Under each answer the page shows the SQL it extracted and what
+by `sqlsft.data.prompts` (no earlier turns). Under each answer the page shows the SQL it extracted and what
 that SQL returns against the user's schema (or the SQLite error); with an expected query, both results
 side by side and whether they match. Any OpenAI-compatible server works.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlsft.errors import SqlsftError
-from sqlsft.prompts import PromptTemplates, load_templates, prompt_messages
-from sqlsft.sql_sandbox import QueryResult, extract_sql, query_orders_rows, results_match, run_query
+from sqlsft.common.errors import SqlsftError
+from sqlsft.data.prompts import PromptTemplates, load_templates, prompt_messages
+from sqlsft.sql.sandbox import QueryResult, extract_sql, query_orders_rows, results_match, run_query
 
 DEFAULT_MODEL = "local"
 API_KEY_ENV_VARS = ("SQLSFT_API_KEY", "OPENAI_API_KEY")
@@ -53,7 +53,7 @@ def redact_url(url: str) -> str:
 
 def _recorded_servers() -> list[Any]:
     try:
-        from sqlsft.serve import recorded_servers
+        from sqlsft.serve.server import recorded_servers
     except ImportError:  # the serve stage is optional for chat: --url always works
         return []
     return list(recorded_servers())
@@ -313,14 +313,14 @@ CSS = """
 def load_examples(n: int = 4) -> list[dict]:
     """Rows (sql_prompt, sql_context, sql) from the newest prepared test split, else the builtin set."""
     try:
-        from sqlsft.data import latest_prepared_examples
+        from sqlsft.data.prepare import latest_prepared_examples
 
         rows = latest_prepared_examples(n)
     except (ImportError, SqlsftError):
         rows = None
     if not rows:
         try:
-            from sqlsft.builtin_data import generate_builtin_rows
+            from sqlsft.data.builtin.generator import generate_builtin_rows
         except ImportError:
             return []
         rows = generate_builtin_rows(50)

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import runs_dir
-from sqlsft.prompts import load_templates, prompt_messages
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import runs_dir
+from sqlsft.data.prompts import load_templates, prompt_messages
 
 BENCH_PORT = 8090
 
@@ -25,7 +25,7 @@ BENCH_PORT = 8090
 def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
     """The first `n` prompts of the prepared test split, else of the builtin data set (rendered here)."""
     try:
-        from sqlsft.data import load_prepared_split
+        from sqlsft.data.prepare import load_prepared_split
 
         split = load_prepared_split(split="test")
         if split is not None and len(split) and "prompt" in split.column_names:
@@ -33,7 +33,7 @@ def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
             return prompts, f"prepared test split (first {len(prompts)} rows)"
     except (ImportError, SqlsftError, FileNotFoundError):
         pass
-    from sqlsft.builtin_data import generate_builtin_rows
+    from sqlsft.data.builtin.generator import generate_builtin_rows
 
     templates = load_templates()
     rows = generate_builtin_rows(n)
@@ -94,7 +94,7 @@ def _versions(engine_python: str | None) -> dict[str, str]:
     import importlib.metadata
     import subprocess
 
-    from sqlsft.serve import _vllm_python
+    from sqlsft.serve.server import _vllm_python
 
     versions = {"transformers": importlib.metadata.version("transformers")}
     with contextlib.suppress(Exception):
@@ -137,9 +137,9 @@ def run_serve_bench(
     from rich.console import Console
     from rich.table import Table
 
-    from sqlsft.hardware import detect_hardware
-    from sqlsft.models import resolve_model_folder
-    from sqlsft.serve import ENGINES, free_port, running_server
+    from sqlsft.common.hardware import detect_hardware
+    from sqlsft.models.resolve import resolve_model_folder
+    from sqlsft.serve.server import ENGINES, free_port, running_server
 
     console = console or Console()
     engines = engines or ["vllm", "transformers"]

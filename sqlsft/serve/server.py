@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from sqlsft.env_report import VLLM_PYTHON_ENV
-from sqlsft.errors import SqlsftError
-from sqlsft.hardware import cpu_has_native_bf16, gpu_count
-from sqlsft.models import resolve_model_folder
-from sqlsft.paths import runs_dir, state_dir
+from sqlsft.common.environment import VLLM_PYTHON_ENV
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hardware import cpu_has_native_bf16, gpu_count
+from sqlsft.common.paths import runs_dir, state_dir
+from sqlsft.models.resolve import resolve_model_folder
 
 ENGINES = ("auto", "vllm", "transformers")
 DEFAULT_PORT = 8080

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from sqlsft.errors import SqlsftError
-from sqlsft.paths import cache_dir, presets_dir
+from sqlsft.common.errors import SqlsftError
+from sqlsft.common.paths import cache_dir, presets_dir
 
 SECTIONS = ("data", "model", "training")
 DEFAULT_PRESET = "demo"
@@ -120,7 +120,7 @@ def _library_versions() -> str:
 def field_table() -> dict[str, dict[str, FieldSpec]]:
     """{section: {key: FieldSpec}} from SFTConfig, ModelConfig and PrepareOptions (cached per library versions)."""
     from sqlsft import __version__
-    from sqlsft.data import PrepareOptions
+    from sqlsft.data.prepare import PrepareOptions
 
     data = _specs_from_dataclass(PrepareOptions, "data", DATA_MANAGED)
     name = f"{_library_versions()}-sqlsft{__version__}-v{FIELD_TABLE_VERSION}.json"
