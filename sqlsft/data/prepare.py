@@ -23,6 +23,7 @@ from sqlsft import __version__
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.paths import cache_dir
 from sqlsft.data.prompts import REQUIRED_COLUMNS, load_templates, prompt_completion
+from sqlsft.models.chat_template import ensure_chat_template
 
 DEFAULT_DATASET = "gretelai/synthetic_text_to_sql"
 DEFAULT_MODEL = "google/gemma-3-270m-it"
@@ -397,10 +398,7 @@ def load_stats_tokenizer(model: str | None, console: Console):
             tokenizer = AutoTokenizer.from_pretrained(folder)
         else:
             tokenizer = AutoTokenizer.from_pretrained(model)
-        if not tokenizer.chat_template:
-            from sqlsft.models.chat_template import gemma3_chat_template
-
-            tokenizer.chat_template = gemma3_chat_template()
+        ensure_chat_template(tokenizer)
         return tokenizer
     except Exception as exc:
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__

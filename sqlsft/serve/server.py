@@ -31,6 +31,7 @@ from sqlsft.common.environment import VLLM_PYTHON_ENV
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.hardware import cpu_has_native_bf16, gpu_count
 from sqlsft.common.paths import runs_dir, state_dir
+from sqlsft.models.chat_template import END_OF_TURN_TOKENS
 from sqlsft.models.resolve import resolve_model_folder
 
 ENGINES = ("auto", "vllm", "transformers")
@@ -46,7 +47,6 @@ CPU_MEMORY_SHARE = "0.2"
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
 # Tokens that end a turn in common chat templates; the one the template uses must stop generation.
-END_OF_TURN_TOKENS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
 FAKE_REVISION = "0" * 40
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+from sqlsft.models.chat_template import END_OF_TURN_TOKENS, ensure_chat_template
 from sqlsft.train.config import load_resolved
 
 # How many rows' labels to check for the end of turn before training, and how many offending ones to name.
@@ -145,7 +146,7 @@ def build_callbacks(run_dir: Path, stop: StopRequest):
 
 def end_of_turn_id(tokenizer) -> int:
     """The token that closes an assistant turn in the chat template (Gemma: <end_of_turn>, id 106)."""
-    for token in ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>"):
+    for token in END_OF_TURN_TOKENS:
         token_id = tokenizer.convert_tokens_to_ids(token)
         if isinstance(token_id, int) and token_id != tokenizer.unk_token_id and token_id >= 0:
             return token_id
@@ -333,10 +334,7 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, trust_remote_code=bool(config.training.get("trust_remote_code", False))
     )
-    if not tokenizer.chat_template:
-        from sqlsft.models.chat_template import gemma3_chat_template
-
-        tokenizer.chat_template = gemma3_chat_template()
+    if ensure_chat_template(tokenizer):
         print("[sqlsft] the tokenizer has no chat template: using Gemma 3's", flush=True)
     end_id = end_of_turn_id(tokenizer)
 
