@@ -1,10 +1,12 @@
 """The Typer application every command module registers on, and the project-wide error handling."""
 
 import os
-import sys
 
+import click
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from sqlsft import __version__
 from sqlsft.common.errors import SqlsftError
@@ -12,7 +14,28 @@ from sqlsft.common.errors import SqlsftError
 console = Console()
 err_console = Console(stderr=True)
 
+
+def print_error(exc: SqlsftError) -> None:
+    """The one line a user mistake gets (paths and values are printed as text, never as Rich markup)."""
+    message = escape(exc.message) + (f" {escape(exc.hint)}" if exc.hint else "")
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+
+
+class _SqlsftGroup(TyperGroup):
+    """Turns the project's own errors into one line and a non-zero exit, however the app is invoked."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SqlsftError as exc:
+            if os.environ.get("SQLSFT_DEBUG"):
+                raise
+            print_error(exc)
+            ctx.exit(exc.exit_code)
+
+
 app = typer.Typer(
+    cls=_SqlsftGroup,
     name="sqlsft",
     help="Fine-tune a small language model that turns questions into SQL: prepare, train, serve, chat, eval, bench.",
     no_args_is_help=True,
@@ -40,12 +63,5 @@ def root(
 
 
 def run_app(argv: list[str] | None = None) -> None:
-    """Run the CLI; turn the project's own errors into one line and a non-zero exit."""
-    try:
-        app(args=argv)
-    except SqlsftError as exc:
-        if os.environ.get("SQLSFT_DEBUG"):
-            raise
-        message = f"[bold red]error:[/] {exc.message}" + (f" {exc.hint}" if exc.hint else "")
-        err_console.print(message, highlight=False, soft_wrap=True)
-        sys.exit(exc.exit_code)
+    """Run the CLI (errors are handled by the app's group, see _SqlsftGroup)."""
+    app(args=argv)
