@@ -1,19 +1,16 @@
 """sqlsft's command line. Each command module only parses arguments and calls one pipeline stage."""
 
-from sqlsft.cli.app import app, run_app
-
-# Importing the command modules registers their commands on `app` (bench_command first: others extend it).
-from sqlsft.cli import bench_command  # noqa: F401  isort: skip
-from sqlsft.cli import (  # noqa: F401  isort: skip
+from sqlsft.cli import (  # noqa: F401  importing a command module registers its commands on `app`
+    bench_command,
+    chat_command,
     env_command,
+    eval_command,
     prepare_command,
-    train_command,
     runs_command,
     serve_command,
-    chat_command,
-    eval_command,
-    bench_train_command,
+    train_command,
 )
+from sqlsft.cli.app import app, run_app
 
 
 def main() -> None:

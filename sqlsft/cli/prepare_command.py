@@ -4,7 +4,6 @@ from pathlib import Path
 import typer
 
 from sqlsft.cli.app import app, console
-from sqlsft.cli.bench_command import bench_app
 
 
 @app.command("prepare")
@@ -67,14 +66,3 @@ def prepare_command(
                 f"[yellow]{split}: skipped {info['skipped']} rows with missing or empty "
                 f"{', '.join(info['skipped_missing'])} (ids {shown}{', ...' if info['skipped'] > len(info['skipped_ids']) else ''})[/]"
             )
-
-
-@bench_app.command("prepare")
-def bench_prepare_command(
-    num_rows: int = typer.Option(100_000, "--num-rows", help="Builtin rows to prepare."),
-    num_proc: int | None = typer.Option(None, "--num-proc", help="Worker processes (default: every core)."),
-) -> None:
-    """Rows/s of `prepare` on the builtin set, cold (cache miss) and warm (cache hit)."""
-    from sqlsft.bench.prepare import bench_prepare
-
-    bench_prepare(num_rows=num_rows, num_proc=num_proc, console=console)

@@ -4,7 +4,6 @@
 import typer
 
 from sqlsft.cli.app import app, console, err_console
-from sqlsft.cli.bench_command import bench_app
 from sqlsft.common.environment import VLLM_PYTHON_ENV
 
 server_app = typer.Typer(
@@ -137,43 +136,3 @@ def stop_command(
 
     for stopped in stop(port, all_servers):
         err_console.print(f"stopped the server on port {stopped}", highlight=False)
-
-
-@bench_app.command("serve")
-def bench_serve_command(
-    model: str = typer.Argument(
-        "latest", help="What `sqlsft serve` accepts: latest, a run, a folder, a hub id."
-    ),
-    engines: str = typer.Option("vllm,transformers", "--engines", help="Comma-separated engines to compare."),
-    concurrency: str = typer.Option(
-        "1,8", "--concurrency", help="Comma-separated numbers of parallel clients."
-    ),
-    requests: int = typer.Option(32, "--requests", help="Requests per engine and concurrency."),
-    max_tokens: int = typer.Option(64, "--max-tokens", help="Answer length cap per request."),
-    engine_python: str = typer.Option(None, "--engine-python", help="Python of the vLLM environment."),
-    port: int = typer.Option(None, "--port", help="Port for the servers (default: a free one from 8090)."),
-    timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for each engine to start."),
-) -> None:
-    """Requests/s, output tokens/s and p50/p95 latency per engine and concurrency, on a fixed prompt set."""
-    from sqlsft.bench.serve import run_serve_bench
-
-    def numbers(text: str, what: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"{what}: comma-separated whole numbers, e.g. 1,8.") from None
-        if not values or min(values) < 1:
-            raise typer.BadParameter(f"{what}: whole numbers of 1 or more.")
-        return values
-
-    run_serve_bench(
-        model,
-        engines=[e.strip() for e in engines.split(",") if e.strip()],
-        concurrencies=numbers(concurrency, "--concurrency"),
-        num_requests=requests,
-        max_tokens=max_tokens,
-        engine_python=engine_python,
-        port=port,
-        timeout_s=timeout,
-        console=console,
-    )
