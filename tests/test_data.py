@@ -1,15 +1,17 @@
 """The prepare stage: sources, mapping, splits, validation by execution, cache, bad input."""
 
 import json
-import os
+import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 
 from sqlsft.common.errors import SqlsftError
-from sqlsft.data.prepare import PrepareOptions, parse_column_map, prepare
+from sqlsft.data.cache import Prepared, find_prepared
+from sqlsft.data.prepare import PrepareOptions, prepare
+from sqlsft.data.sources import parse_column_map
+from tests.cli_runner import invoke, one_error_line, run_process
 
 GOOD_ROWS = [
     {
@@ -171,7 +173,7 @@ def test_hub_code_path_with_a_dataset_repository_laid_out_as_the_hub_serves_it(t
 
 
 def test_bad_inputs_give_one_clear_error(tmp_path):
-    with pytest.raises(SqlsftError, match="does not exist"):
+    with pytest.raises(SqlsftError, match=r"--dataset .*nope\.jsonl does not exist"):
         prepare(options(tmp_path, dataset=str(tmp_path / "nope.jsonl")))
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps(GOOD_ROWS[0]) + "\n" + json.dumps(GOOD_ROWS[1]) + "\n{not json\n")
@@ -180,7 +182,9 @@ def test_bad_inputs_give_one_clear_error(tmp_path):
     empty = write_jsonl(tmp_path / "empty.jsonl", [dict(r, sql="  ") for r in GOOD_ROWS])
     with pytest.raises(SqlsftError, match="No usable rows left"):
         prepare(options(tmp_path, dataset=str(empty)))
-    with pytest.raises(SqlsftError, match="unsupported format"):
+    with pytest.raises(
+        SqlsftError, match=r"--data-file .*rows\.txt: '\.txt' is not a supported data file format"
+    ):
         (tmp_path / "rows.txt").write_text("x")
         prepare(options(tmp_path, dataset=str(empty), data_files=[str(tmp_path / "rows.txt")]))
 
@@ -191,29 +195,150 @@ def test_unreachable_hub_says_so_and_suggests_builtin(tmp_path):
         prepare(options(tmp_path, dataset="gretelai/synthetic_text_to_sql"))
 
 
-def run_cli(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "sqlsft", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
 @pytest.mark.slow
 def test_cli_prepare_builtin_end_to_end(tmp_path):
-    env = {"SQLSFT_CACHE_DIR": str(tmp_path / "c"), "COLUMNS": "200"}
-    result = run_cli("prepare", "--dataset", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
+    env = {"SQLSFT_CACHE_DIR": str(tmp_path / "c")}
+    result = run_process("prepare", "--dataset", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
     assert result.returncode == 0, result.stderr
     assert "Cache miss" in result.stdout and "train" in result.stdout and "270" in result.stdout
-    again = run_cli("prepare", "--dataset", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
+    again = run_process("prepare", "-d", "builtin", "--num-rows", "300", "--no-token-stats", env=env)
     assert again.returncode == 0 and "Cache hit" in again.stdout
     manifests = list((tmp_path / "c" / "datasets").glob("*/manifest.json"))
     assert len(manifests) == 1
 
 
 def test_cli_bad_input_is_one_line_without_traceback(tmp_path):
-    result = run_cli("prepare", "--dataset", str(tmp_path / "missing.csv"), "--no-token-stats")
-    assert result.returncode == 1
-    assert "Traceback" not in result.stderr
-    assert result.stderr.strip().startswith("error:") and "does not exist" in result.stderr
+    result = invoke("prepare", "--dataset", str(tmp_path / "missing.csv"), "--no-token-stats")
+    assert "does not exist" in one_error_line(result)
+
+
+# ---------------------------------------------------------------- mistakes that once ended in tracebacks
+
+
+def prepare_cli(tmp_path, *args):
+    return invoke("prepare", *args, "--no-token-stats", env={"SQLSFT_CACHE_DIR": str(tmp_path / "cache")})
+
+
+def test_non_utf8_jsonl_is_one_line_naming_the_line(tmp_path):
+    data = write_jsonl(tmp_path / "latin1.jsonl", GOOD_ROWS)
+    lines = data.read_bytes().splitlines(keepends=True)
+    lines[5] = lines[5].replace(b"How many", b"Caf\xe9 how many")  # latin-1, not UTF-8
+    data.write_bytes(b"".join(lines))
+    error = one_error_line(prepare_cli(tmp_path, "-d", str(data)))
+    assert "latin1.jsonl is not UTF-8 text: line 6" in error and "0xe9" in error
+
+
+def test_empty_jsonl_says_it_is_empty(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "blank.jsonl").write_text("\n  \n")
+    for name in ("empty.jsonl", "blank.jsonl"):
+        error = one_error_line(prepare_cli(tmp_path, "-d", str(tmp_path / name)))
+        assert f"{name} is empty" in error and "StopIteration" not in error
+
+
+def test_unsupported_extension_names_the_supported_ones(tmp_path):
+    (tmp_path / "x.txt").write_text("SELECT 1;\n")
+    error = one_error_line(prepare_cli(tmp_path, "-d", str(tmp_path / "x.txt")))
+    assert "x.txt: '.txt' is not a supported data file format" in error
+    assert ".csv, .json, .jsonl, .parquet" in error
+    # a missing file with such a name is a missing file, not a hub data set
+    assert "does not exist" in one_error_line(prepare_cli(tmp_path, "-d", str(tmp_path / "gone.txt")))
+
+
+def test_test_file_that_is_a_folder_says_so(tmp_path):
+    data = write_jsonl(tmp_path / "rows.jsonl", GOOD_ROWS)
+    (tmp_path / "folder").mkdir()
+    error = one_error_line(prepare_cli(tmp_path, "-d", str(data), "--test-file", str(tmp_path / "folder")))
+    assert "--test-file" in error and "is a folder, not a data file" in error
+
+
+def test_cache_dir_that_is_a_file_is_one_line(tmp_path):
+    data = write_jsonl(tmp_path / "rows.jsonl", GOOD_ROWS)
+    (tmp_path / "cache").write_text("not a folder")
+    error = one_error_line(prepare_cli(tmp_path, "-d", str(data)))
+    assert "is a file, not a folder" in error and "SQLSFT_CACHE_DIR" in error
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder no one may write to, even root (chmod for users, the immutable flag for root)."""
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    folder.chmod(0o555)
+    immutable = False
+    probe = folder / "probe"
+    try:
+        probe.touch()
+        probe.unlink()
+        if shutil.which("chattr"):
+            immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0
+        try:
+            probe.touch()
+            probe.unlink()
+            pytest.skip("cannot make a read-only folder on this machine")
+        except OSError:
+            pass
+    except OSError:
+        pass
+    yield folder
+    if immutable:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    folder.chmod(0o755)
+
+
+def test_read_only_cache_dir_is_one_line_before_any_work(tmp_path, read_only_folder):
+    data = write_jsonl(tmp_path / "rows.jsonl", GOOD_ROWS)
+    error = one_error_line(prepare_cli(tmp_path, "-d", str(data)))
+    assert "is not writable" in error and "SQLSFT_CACHE_DIR" in error
+
+
+def test_rows_too_large_for_sqlparse_06_are_formatted_or_skipped_and_counted(tmp_path):
+    from tests.test_prompts import big_insert
+
+    rows = [dict(r) for r in GOOD_ROWS]
+    rows[0]["sql_context"] = big_insert(1000)  # over sqlparse 0.6's 10,000 tokens: formatted as 0.5.3 does
+    rows[1]["sql_context"] = big_insert(10_000)  # over 100,000 tokens: skipped and counted
+    prepared = prepare(options(tmp_path, dataset=str(write_jsonl(tmp_path / "big.jsonl", rows))))
+    report = prepared.manifest["validation"]
+    assert sum(s["skipped_unformattable"] for s in report.values()) == 1
+    assert [i for s in report.values() for i in s["skipped_ids"]] == [2]
+    kept = {r["id"]: r for split in prepared.load().values() for r in split}
+    assert 1 in kept and "VALUES (0, 'item 0', 0.25)," in kept[1]["prompt"][1]["content"]
+
+
+# ---------------------------------------------------------------- the API other stages use
+
+
+def test_prepared_can_be_found_opened_and_split(tmp_path):
+    made = prepare(options(tmp_path, dataset="builtin", num_rows=40))
+    found = find_prepared("builtin", options_cache_dir=str(tmp_path / "cache"))
+    assert found is not None and found.path == made.path and found.cache_hit
+    opened = Prepared.open(made.path)  # as run.json records it
+    assert opened.manifest == made.manifest and Prepared.open(made.folder).path == made.path
+    assert len(opened.split("test")) == 2
+    with pytest.raises(SqlsftError, match=r"has no split 'nope'.*train, validation, test"):
+        opened.split("nope")
+    assert Prepared.open(tmp_path / "nowhere") is None
+
+
+def test_token_statistics_with_the_model_tokenizer_in_one_and_several_processes(tmp_path, tiny_model_dir):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    from sqlsft.data.token_stats import add_token_counts
+
+    prepared = prepare(options(tmp_path, dataset="builtin", num_rows=40, model=str(tiny_model_dir)))
+    tokens = prepared.manifest["tokens"]
+    assert tokens["max_length"] == 1024 and 0 < tokens["p50"] <= tokens["p95"] <= tokens["max"]
+    row = prepared.load()["train"][0]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    conversation = row["prompt"] + row["completion"]
+    assert row["num_tokens"] == len(
+        tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
+    )
+
+    rows = Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]}] * 2100)
+    one, stats_one = add_token_counts({"train": rows}, tokenizer, max_length=8, num_proc=1)
+    two, stats_two = add_token_counts({"train": rows}, tokenizer, max_length=8, num_proc=2)
+    assert one["train"]["num_tokens"] == two["train"]["num_tokens"] and stats_one == stats_two
+    assert stats_one["over_max_length"] == 2100

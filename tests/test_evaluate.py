@@ -1,40 +1,30 @@
-"""`sqlsft eval`: scoring many rows, reports, comparisons, bad input, and real served models end to end."""
+"""`sqlsft eval`: scoring many rows, reports, comparisons, resuming, bad input, and real served models end to end."""
 
 import json
 import os
+import signal
 import subprocess
-import sys
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
-from sqlsft.eval.evaluate import (
-    Answer,
-    EvalOptions,
-    EvalResult,
-    build_report,
-    compare_results,
-    load_rows,
-    report_renderables,
-    run_rows,
-    write_outputs,
-)
+from sqlsft.cli.views.eval import report_renderables
+from sqlsft.eval.answering import Answer
+from sqlsft.eval.compare import compare_results
+from sqlsft.eval.evaluate import EvalResult
+from sqlsft.eval.options import EvalOptions
+from sqlsft.eval.report import build_report
+from sqlsft.eval.report_folder import PREDICTIONS_FILE, REPORT_FILE
+from sqlsft.eval.rows import load_rows
+from sqlsft.eval.score_rows import run_rows
+from tests.cli_runner import SQLSFT, invoke, one_error_line, run_process
+from tests.scripted_model import ScriptedServer
 
-SQLSFT = str(Path(sys.executable).parent / "sqlsft")
 BY = ["sql_complexity", "sql_task_type"]
-
-
-def run_cli(*args: str, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "160", **(env or {})}
-    return subprocess.run([SQLSFT, *args], capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode != 0, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    assert result.stderr.startswith("error:"), result.stderr
-    return " ".join(result.stderr.split())
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +33,10 @@ def builtin_prepared():
     from sqlsft.data.prepare import PrepareOptions, prepare
 
     return prepare(PrepareOptions(dataset="builtin", num_rows=200, model=None), Console(quiet=True))
+
+
+def indexed(rows: list[dict]) -> dict[int, dict]:
+    return dict(enumerate(rows))
 
 
 def gold_or_nothing(row: dict) -> Answer:
@@ -55,12 +49,19 @@ def gold_or_nothing(row: dict) -> Answer:
     return Answer(text="I do not know.", latency_s=0.02, completion_tokens=4)
 
 
-def test_gold_answers_score_full_marks_and_the_report_files_say_so(builtin_prepared, tmp_path):
+def test_gold_answers_score_full_marks_and_each_row_is_saved_as_it_is_scored(builtin_prepared, tmp_path):
     console = Console(record=True, width=160)
-    rows = load_rows(EvalOptions(limit=8), console)
+    data = load_rows(EvalOptions(limit=8), console)
+    rows = data.rows
     assert len(rows) == 8 and all(r["prompt"][0]["role"] == "system" for r in rows)
-    records, wall_s = run_rows(rows, gold_or_nothing, concurrency=3, by=BY, console=console)
-    assert [r["index"] for r in records] == list(range(8))  # row order kept whatever finished first
+    assert data.split_size == 10 and "split 'test' has 10 rows" in data.description
+    assert str(data.prepared.folder) in data.description and "num_rows 200" in data.description
+    saved: list[int] = []
+    records, wall_s = run_rows(
+        indexed(rows), gold_or_nothing, concurrency=3, by=BY, on_scored=lambda r: saved.append(r.index)
+    )
+    assert [r.index for r in records] == list(range(8))  # row order kept whatever finished first
+    assert sorted(saved) == list(range(8))  # every record handed on as it was scored
     even = sum(1 for r in rows if r["id"] % 2 == 0)
     report = build_report(records, wall_s=wall_s, by=BY, meta={"model": "gold", "dataset": "builtin"})
     assert report["gold_executes"] == 8  # every builtin gold executes
@@ -69,15 +70,9 @@ def test_gold_answers_score_full_marks_and_the_report_files_say_so(builtin_prepa
     assert set(report["breakdown"]) == set(BY)
     assert sum(g["examples"] for g in report["breakdown"]["sql_complexity"].values()) == 8
     assert len(report["failed"]) == 8 - even and all(f["outcome"] == "no_sql" for f in report["failed"])
-    assert report["slowest"][0]["latency_s"] == max(r["latency_s"] for r in records)
+    assert report["slowest"][0]["latency_s"] == max(r.latency_s for r in records)
     assert any("ORDER BY" in rule for rule in report["scoring_rules"])
-
-    write_outputs(tmp_path / "out", report, records)
-    saved = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert saved["execution_accuracy"] == report["execution_accuracy"]
-    lines = (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()
-    first = json.loads(lines[0])
-    assert len(lines) == 8
+    line = records[0].to_json()
     for key in (
         "id",
         "gold",
@@ -88,15 +83,15 @@ def test_gold_answers_score_full_marks_and_the_report_files_say_so(builtin_prepa
         "exact_match",
         "error",
     ):
-        assert key in first
-    console.print(report_renderables(report))
+        assert key in line
+    assert line["sql_complexity"] == rows[0]["sql_complexity"]
+    console.print(report_renderables(report, console))
     text = console.export_text()
     assert "execution accuracy" in text and "by sql_complexity" in text and "by sql_task_type" in text
 
 
 def test_compare_names_the_rows_that_changed(builtin_prepared):
-    console = Console(quiet=True)
-    rows = load_rows(EvalOptions(limit=6), console)
+    rows = load_rows(EvalOptions(limit=6), Console(quiet=True)).rows
 
     def all_but(skipped_id):
         def answer(row: dict) -> Answer:
@@ -107,7 +102,7 @@ def test_compare_names_the_rows_that_changed(builtin_prepared):
 
     results = []
     for name, answer in (("a", all_but(rows[1]["id"])), ("b", all_but(rows[0]["id"]))):
-        records, wall_s = run_rows(rows, answer, concurrency=2, by=BY, console=console)
+        records, wall_s = run_rows(indexed(rows), answer, concurrency=2, by=BY)
         report = build_report(records, wall_s=wall_s, by=BY, meta={"model": name})
         results.append(EvalResult(report, records, None))
     comparison = compare_results(*results)
@@ -118,20 +113,54 @@ def test_compare_names_the_rows_that_changed(builtin_prepared):
     assert comparison["metrics"]["execution_accuracy"]["difference"] == 0.0
 
 
+def test_an_answer_that_breaks_scoring_is_that_rows_error(builtin_prepared):
+    rows = load_rows(EvalOptions(limit=3), Console(quiet=True)).rows
+
+    def hostile(row: dict) -> Answer:
+        if row is rows[1]:
+            raise RuntimeError("the client itself blew up")
+        return Answer(text="```sql\nSELECT '\ud800'\n```", latency_s=0.01)
+
+    broken = {k: v for k, v in rows[2].items() if k != "sql"}  # no gold: scoring it raises
+    records, _ = run_rows({0: rows[0], 1: rows[1], 2: broken}, hostile, concurrency=2, by=BY)
+    assert [r.index for r in records] == [0, 1, 2]
+    assert records[1].outcome == "request_error" and "blew up" in records[1].score.error
+    assert records[2].outcome == "error" and "scoring failed" in records[2].score.error
+    assert records[0].outcome in ("error", "wrong")  # a lone surrogate is an answer like any other
+    json.dumps([r.to_json() for r in records])  # and every record can be written
+
+
 def test_bad_input_is_one_line(builtin_prepared, tmp_path):
-    assert "Cannot reach" in one_error_line(run_cli("eval", "--url", "http://127.0.0.1:9/v1", "--limit", "2"))
+    assert "Cannot reach" in one_error_line(invoke("eval", "--url", "http://127.0.0.1:9/v1", "--limit", "2"))
     folder = str(tmp_path)  # errors come before any server starts for it
-    assert "--limit must be at least 1" in one_error_line(run_cli("eval", folder, "--limit", "0"))
-    assert "--concurrency must be at least 1" in one_error_line(run_cli("eval", folder, "-c", "0"))
-    assert "--max-tokens must be at least 1" in one_error_line(run_cli("eval", folder, "--max-tokens", "0"))
-    assert "--by nope: no such column" in one_error_line(run_cli("eval", folder, "--by", "nope"))
-    assert "has no split 'dev'" in one_error_line(run_cli("eval", folder, "--split", "dev"))
+    assert "--limit must be at least 1" in one_error_line(invoke("eval", folder, "--limit", "0"))
+    assert "--concurrency must be at least 1" in one_error_line(invoke("eval", folder, "-j", "0"))
+    assert "--concurrency must be at least 1" in one_error_line(invoke("eval", folder, "-c", "0"))  # old flag
+    assert "--max-tokens must be at least 1" in one_error_line(invoke("eval", folder, "--max-tokens", "0"))
+    assert "--by nope: no such column" in one_error_line(invoke("eval", folder, "--by", "nope"))
+    assert "has no split 'dev'" in one_error_line(invoke("eval", folder, "--split", "dev"))
     no_runs = {"SQLSFT_RUNS_DIR": str(tmp_path / "no-runs")}
-    assert "No completed run" in one_error_line(run_cli("eval", "--limit", "2", env=no_runs))
-    assert "--compare takes the two models" in one_error_line(run_cli("eval", "m", "--compare", "a", "b"))
+    assert "No completed run" in one_error_line(invoke("eval", "--limit", "2", env=no_runs))
+    assert "--compare takes the two models" in one_error_line(invoke("eval", "m", "--compare", "a", "b"))
+    assert "is a folder" in one_error_line(invoke("eval", folder, "--test-file", folder))
+    assert "does not exist" in one_error_line(
+        invoke("eval", folder, "--test-file", str(tmp_path / "no.jsonl"))
+    )
 
 
-# ---------------------------------------------------------------- real servers
+def test_an_unknown_model_is_refused_before_any_data_is_prepared(tmp_path):
+    from sqlsft.data.cache import list_prepared
+
+    data = tmp_path / "fresh.jsonl"
+    data.write_text("".join(json.dumps(_row(i, "SELECT a FROM t", "basic SQL")) + "\n" for i in range(30)))
+    started = time.perf_counter()
+    line = one_error_line(invoke("eval", "nosuch", "--dataset", str(data)))
+    assert "No model folder, run or hub id named 'nosuch'" in line
+    assert time.perf_counter() - started < 20
+    assert not [p for p in list_prepared() if p.manifest["options"]["dataset"] == str(data)]
+
+
+# ---------------------------------------------------------------- a scripted OpenAI server
 
 SCHEMA = "CREATE TABLE t (a INT, b VARCHAR(10)); INSERT INTO t VALUES (1, 'x'), (2, 'y');"
 ANSWER = "SELECT COUNT(*) FROM t"  # what the scripted model says to every question
@@ -155,6 +184,155 @@ def _row(i: int, sql: str, complexity: str) -> dict:
     }
 
 
+class GatedServer(ScriptedServer):
+    """A scripted server that answers the first `free` questions and holds the others until `release()`."""
+
+    def __init__(self, free: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.free, self.gate = free, threading.Event()
+
+    def answer_for(self, messages: list[dict]) -> str:
+        if len(self.requests) > self.free:
+            self.gate.wait(60)
+        return super().answer_for(messages)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def chat_requests(server: ScriptedServer) -> int:
+    return sum(1 for r in server.requests if "messages" in r)
+
+
+def report_folders(runs: Path, name: str) -> list[Path]:
+    return sorted((runs / "eval").glob(f"{name}-*"))
+
+
+def test_a_killed_eval_keeps_its_scored_rows_and_a_rerun_resumes(builtin_prepared, tmp_path):
+    from sqlsft.common.paths import runs_dir
+
+    server = GatedServer(free=3, model="gated")
+    args = ["eval", "--url", server.url, "--limit", "6", "-j", "1"]
+    try:
+        env = {**os.environ, "COLUMNS": "200"}
+        child = subprocess.Popen([SQLSFT, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True, start_new_session=True)  # fmt: skip
+        deadline = time.time() + 120
+        while time.time() < deadline and chat_requests(server) < 4:  # three answered, the fourth held
+            time.sleep(0.1)
+        assert chat_requests(server) == 4, child.communicate(timeout=5)[0] if child.poll() is not None else ""
+        time.sleep(1)
+        os.killpg(child.pid, signal.SIGKILL)  # a crash: no chance to write anything more
+        child.wait(timeout=30)
+        [folder] = report_folders(runs_dir(), "gated")
+        assert not (folder / REPORT_FILE).exists()
+        kept = [json.loads(line) for line in (folder / PREDICTIONS_FILE).read_text().splitlines()]
+        assert sorted(r["index"] for r in kept) == [0, 1, 2]
+
+        server.free = 1_000_000  # the same server, answering everything now
+        server.release()
+        asked_before = chat_requests(server)
+        result = run_process(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert chat_requests(server) - asked_before == 3  # only the rows not scored before
+        assert "3 of 6 rows already scored" in result.stdout and str(folder) in result.stdout
+        assert report_folders(runs_dir(), "gated") == [folder]
+        report = json.loads((folder / REPORT_FILE).read_text())
+        assert report["examples"] == 6 and report["rows_resumed"] == 3
+        lines = [json.loads(line) for line in (folder / PREDICTIONS_FILE).read_text().splitlines()]
+        assert [r["index"] for r in lines] == list(range(6))
+
+        asked_before = chat_requests(server)  # a finished report is never resumed
+        assert run_process(*args).returncode == 0 and chat_requests(server) - asked_before == 6
+        assert len(report_folders(runs_dir(), "gated")) == 2
+    finally:
+        server.release()
+        server.close()
+
+
+@contextmanager
+def read_only_folder(path: Path):
+    """A folder no process can write into, root included (chattr +i), undone on the way out."""
+    path.mkdir(parents=True, exist_ok=True)
+    immutable = False
+    if os.geteuid() == 0:
+        immutable = subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+        if not immutable:  # no chattr here: a path under a regular file cannot be written either
+            (path / "file").write_text("")
+            yield path / "file" / "runs"
+            return
+    else:
+        path.chmod(0o555)
+    try:
+        yield path
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+        path.chmod(0o755)
+
+
+def test_an_unwritable_runs_folder_is_refused_before_any_question(builtin_prepared, tmp_path):
+    with read_only_folder(tmp_path / "runs") as runs, ScriptedServer() as server:
+        result = run_process("eval", "--url", server.url, "--limit", "2", env={"SQLSFT_RUNS_DIR": str(runs)})
+        line = one_error_line(result)
+        assert "Cannot save the eval report" in line and str(runs) in line
+        assert chat_requests(server) == 0
+
+
+def test_test_file_scores_every_row_of_the_file_whatever_was_prepared_before(tmp_path):
+    from sqlsft.data.prepare import PrepareOptions, prepare
+
+    rows = [_row(i, "SELECT a FROM t WHERE a = 1", "basic SQL") for i in range(24)]
+    data = tmp_path / "mine.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = prepare(PrepareOptions(dataset=str(data), model=None), Console(quiet=True))
+    assert plain.manifest["rows"]["test"] < 24  # a plain preparation holds out only a few rows
+
+    with ScriptedServer(default="SELECT a FROM t WHERE a = 1", model="filed") as server:
+        result = run_process("eval", "--url", server.url, "--test-file", str(data), "--json")
+        assert result.returncode == 0, result.stderr
+        assert chat_requests(server) == 24
+    report = json.loads(result.stdout)  # --json: stdout is the report alone
+    assert report["examples"] == 24 and report["execution_accuracy"] == 1.0
+    assert report["split_rows"] == 24 and report["prepared"] != str(plain.folder)
+    assert f"every row of {data} as the test split" in result.stderr and "has 24 rows" in result.stderr
+
+    with ScriptedServer(model="filed") as server:  # --dataset alone: the plain preparation, said so
+        result = run_process("eval", "--url", server.url, "--dataset", str(data), "--no-resume")
+        assert result.returncode == 0, result.stderr
+    assert (
+        str(plain.folder) in result.stdout and f"has {plain.manifest['rows']['test']} rows" in result.stdout
+    )
+
+
+def test_a_lone_surrogate_in_an_answer_does_not_end_the_eval(builtin_prepared):
+    from sqlsft.common.paths import runs_dir
+
+    hostile = {"Question": "x"}  # no builtin question holds it: every answer is the default
+    with ScriptedServer(
+        hostile, default="```sql\nSELECT '\ud800' AS broken\n```", model="surrogate"
+    ) as server:
+        result = run_process("eval", "--url", server.url, "--limit", "3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "execution accuracy" in result.stdout
+    [folder] = report_folders(runs_dir(), "surrogate")
+    report = json.loads((folder / REPORT_FILE).read_text())
+    assert report["examples"] == 3 and report["outcomes"]["correct"] == 0
+    lines = (folder / PREDICTIONS_FILE).read_text().splitlines()
+    assert len(lines) == 3 and all("\\ud800" in line for line in lines)
+
+
+def test_piped_tables_keep_whole_values(builtin_prepared):
+    long_answer = "SELECT " + ", ".join(f"column_number_{i}" for i in range(30)) + " FROM nowhere"
+    with ScriptedServer(default=f"```sql\n{long_answer}\n```", model="wide") as server:
+        result = run_process("eval", "--url", server.url, "--limit", "2", env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr
+    assert long_answer in result.stdout  # one line, uncut, though the console is 80 columns
+
+
+# ---------------------------------------------------------------- real servers
+
+
 @pytest.fixture(scope="module")
 def sql_dataset(tmp_path_factory):
     """A local data set whose test split is TEST_ROWS, prepared into the session cache."""
@@ -167,7 +345,7 @@ def sql_dataset(tmp_path_factory):
     )
     test.write_text("".join(json.dumps(_row(i, sql, c)) + "\n" for i, (sql, c) in enumerate(TEST_ROWS)))
     prepare(PrepareOptions(dataset=str(train), test_file=str(test), model=None), Console(quiet=True))
-    return str(train)
+    return str(train), str(test)
 
 
 @pytest.fixture(scope="module")
@@ -189,18 +367,19 @@ def _check_scripted_report(report: dict) -> None:
 @pytest.mark.slow
 def test_eval_against_a_running_server(sql_dataset, scripted_model):
     from sqlsft.common.paths import runs_dir
-    from sqlsft.serve.server import free_port, running_server
+    from sqlsft.serve import free_port, running_server
 
+    train, test = sql_dataset
     with running_server(str(scripted_model), engine="transformers", port=free_port()) as server:
-        result = run_cli("eval", "--url", server.url, "--dataset", sql_dataset, "--concurrency", "2")
+        result = run_process("eval", "--url", server.url, "--dataset", train, "--test-file", test, "-j", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "execution accuracy" in result.stdout and "66.7%" in result.stdout
-    folders = sorted((runs_dir() / "eval").glob("local-*"))
+    folders = report_folders(runs_dir(), "local")
     assert folders, list((runs_dir() / "eval").iterdir())
-    report = json.loads((folders[-1] / "report.json").read_text())
+    report = json.loads((folders[-1] / REPORT_FILE).read_text())
     _check_scripted_report(report)
     assert report["server"] == "given (--url)" and report["served_model_name"] == "local"
-    predictions = [json.loads(line) for line in (folders[-1] / "predictions.jsonl").read_text().splitlines()]
+    predictions = [json.loads(line) for line in (folders[-1] / PREDICTIONS_FILE).read_text().splitlines()]
     assert [p["predicted_sql"] for p in predictions] == [ANSWER] * 4
     assert [p["outcome"] for p in predictions] == ["correct", "correct", "wrong", "gold_error"]
     assert all(p["finish_reason"] == "stop" and p["latency_s"] > 0 for p in predictions)
@@ -212,22 +391,24 @@ def test_eval_compare_starts_and_stops_a_server_per_model(sql_dataset, scripted_
 
     from sqlsft.common.paths import runs_dir
     from sqlsft.runs import registry as runs
-    from sqlsft.serve.server import recorded_servers
+    from sqlsft.runs.status import update_status
+    from sqlsft.serve import recorded_servers
 
     # a completed run whose model is the scripted one: its report lands in the run folder
     run_dir = runs_dir() / "20260101-000000-scripted"
     shutil.copytree(scripted_model, run_dir / "model")
-    runs.update_status(run_dir, status="completed", preset="scripted", model="scripted")
+    update_status(run_dir, status="completed", preset="scripted", model="scripted")
 
-    result = run_cli(
-        "eval", "--compare", run_dir.name, str(tiny_model_dir), "--dataset", sql_dataset,
-        "--engine", "transformers", "--max-tokens", "8", "--concurrency", "2",
+    train, test = sql_dataset
+    result = run_process(
+        "eval", "--compare", run_dir.name, str(tiny_model_dir), "--dataset", train, "--test-file", test,
+        "--engine", "transformers", "--max-tokens", "8", "-j", "2",
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "correct only with A" in result.stdout
     assert not recorded_servers()  # both servers stopped
 
-    reports = list(run_dir.glob("eval/test-*/report.json"))
+    reports = list(run_dir.glob(f"eval/test-*/{REPORT_FILE}"))
     assert len(reports) == 1
     _check_scripted_report(json.loads(reports[0].read_text()))
     assert runs.resolve_run(run_dir.name).latest_accuracy() == round(2 / 3, 4)  # what `sqlsft runs` shows

@@ -4,6 +4,7 @@ import pytest
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.hardware import Gpu, Hardware
+from sqlsft.common.processes import shell_line
 from sqlsft.train import launch
 
 NO_GPU = Hardware(gpus=[], cpu_cores=2)
@@ -98,7 +99,7 @@ def test_launch_command_and_script(tmp_path):
     assert "--config_file" in command and str(tmp_path / "acc.yaml") in command
     script = launch.write_launch_script(command, tmp_path / "launch.sh", {"WANDB_PROJECT": "p q"})
     text = script.read_text()
-    assert launch.shell_line(command) in text and "export WANDB_PROJECT='p q'" in text
+    assert shell_line(command) in text and "export WANDB_PROJECT='p q'" in text
     assert script.stat().st_mode & 0o111
 
 

@@ -72,3 +72,44 @@ def test_user_templates_are_sandboxed_and_errors_name_the_template_and_line(tmp_
 def test_unknown_template_lists_shipped_ones():
     with pytest.raises(SqlsftError, match="text-to-sql"):
         load_templates("no-such-template")
+
+
+def big_insert(rows: int) -> str:
+    values = ", ".join(f"({i}, 'item {i}', {i * 7 % 1000}.25)" for i in range(rows))
+    return (
+        "CREATE TABLE items (id INT, name VARCHAR(20), price DECIMAL(10,2)); "
+        f"INSERT INTO items (id, name, price) VALUES {values};"
+    )
+
+
+# sha256 of sqlparse 0.5.3's (the workshop's pin) format(big_insert(1000), reindent=True, keyword_case="upper");
+# sqlparse 0.6 refuses that statement (over 10,000 tokens) with its default limit.
+WORKSHOP_FORMAT_OF_1000_ROW_INSERT = "d632d77be62577d3b9b0969a6d848793dc9ae5c9f227b2d7d8300db355097106"
+
+
+def test_statement_over_sqlparse_06_token_limit_is_formatted_as_the_workshop_does():
+    import hashlib
+
+    fenced = format_sql(big_insert(1000))
+    body = fenced.removeprefix("```sql\n").removesuffix("\n```")
+    assert hashlib.sha256(body.encode()).hexdigest() == WORKSHOP_FORMAT_OF_1000_ROW_INSERT
+
+
+def test_statement_too_large_to_format_is_a_clear_error():
+    from sqlsft.data.prompts import SqlFormatError
+
+    with pytest.raises(SqlFormatError, match="could not be formatted"):
+        format_sql(big_insert(10_000))
+
+
+def test_a_workshop_prompts_folder_works_unchanged(tmp_path):
+    """The workshop's own templates name the formatted texts new_sql and new_sql_context."""
+    folder = tmp_path / "prompts" / "gretelai" / "synthetic_text_to_sql"
+    folder.mkdir(parents=True)
+    (folder / "system.jinja").write_text(SYSTEM)
+    (folder / "user.jinja").write_text("Prompt:\n{{ sql_prompt }}\n\nSchema:\n{{ new_sql_context }}")
+    (folder / "assistant.jinja").write_text("{{ new_sql }}")
+    assert prompt_completion(load_templates(folder), EXAMPLE) == prompt_completion(load_templates(), EXAMPLE)
+    assert prompt_messages(load_templates(folder), EXAMPLE["sql_prompt"], EXAMPLE["sql_context"]) == (
+        prompt_messages(load_templates(), EXAMPLE["sql_prompt"], EXAMPLE["sql_context"])
+    )

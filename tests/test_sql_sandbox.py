@@ -1,20 +1,19 @@
 """The SQL sandbox: hostile SQL is refused or stopped, nothing reaches the disk, results compare as published."""
 
+import json
+import multiprocessing
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sqlsft.sql.sandbox import (
-    QueryResult,
-    extract_sql,
-    query_orders_rows,
-    results_match,
-    run_query,
-    split_statements,
-    to_sqlite,
-)
+from sqlsft.sql.compare import Verdict, compare_results, results_match
+from sqlsft.sql.dialect import to_sqlite
+from sqlsft.sql.results import Limits
+from sqlsft.sql.sandbox import QueryResult, run_query
+from sqlsft.sql.statements import extract_sql, query_orders_rows, split_statements
 
 SCHEMA = """
 CREATE TABLE employees (id INT PRIMARY KEY, name VARCHAR(50), dept VARCHAR(20), salary DECIMAL(10,2));
@@ -172,16 +171,15 @@ def test_big_values_and_big_tables_hit_limits():
 
 
 def test_memory_hungry_query_is_stopped():
-    # SQLite's heap limit is process-wide: try it in a child process with a small limit.
-    code = (
-        "import sqlsft.sql.sandbox as s; s.HEAP_LIMIT_BYTES = 64 << 20\n"
-        "r = s.run_query('CREATE TABLE a (x INT)', 'WITH RECURSIVE r(i, x) AS (SELECT 1, randomblob(1000) "
-        "UNION ALL SELECT i + 1, randomblob(1000) FROM r LIMIT 5000000) SELECT i FROM r ORDER BY x', timeout_s=20)\n"
-        "print(r.status, r.error)"
+    # A job with its own limits runs in a sandbox process of its own (SQLite's heap limit is per process).
+    result = run_query(
+        "CREATE TABLE a (x INT)",
+        "WITH RECURSIVE r(i, x) AS (SELECT 1, randomblob(1000) UNION ALL SELECT i + 1, randomblob(1000) "
+        "FROM r LIMIT 5000000) SELECT i FROM r ORDER BY x",
+        timeout_s=20,
+        limits=Limits(heap_bytes=64 << 20),
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith("error") and "memory limit" in out.stdout
+    assert result.status == "error" and "memory limit" in result.error, result
 
 
 # ---------------------------------------------------------------- comparison
@@ -290,3 +288,170 @@ def test_fast_enough_for_prepare(n):
         assert run_query(SCHEMA, f"SELECT name FROM employees WHERE id = {i % 4 + 1}").ok
     per_row_ms = (time.perf_counter() - started) / n * 1000
     assert per_row_ms < 5, per_row_ms  # about 0.5 ms here; prepare checks ~100k rows
+
+
+# ---------------------------------------------------------------- hard walls (issue 11, section 2)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT instr(printf('%.*c', 1000000, 'a'), printf('%.*c', 500000, 'a') || 'b')",
+        "SELECT printf('%.*c', 1000000, 'a') LIKE '%' || printf('%.*c', 20000, 'a') || 'b%'",
+        "SELECT printf('%.*c', 1000000, 'a') GLOB '*' || printf('%.*c', 20000, 'a') || 'b*'",
+        "SELECT length(replace(printf('%.*c', 1000000, 'a'), printf('%.*c', 500000, 'a') || 'b', 'x'))",
+        # The issue's own query: over the value limit, printf() gives NULL at once.
+        "SELECT instr(printf('%.*c', 16000000, 'a'), printf('%.*c', 8000000, 'a') || 'b')",
+    ],
+)
+def test_one_slow_function_call_cannot_outlast_the_time_limit(query):
+    # SQLite's progress handler runs between VM steps, not inside one long instr()/LIKE/replace() call.
+    started = time.perf_counter()
+    result = run_query(SCHEMA, query, timeout_s=TIMEOUT_S)
+    assert time.perf_counter() - started < TIMEOUT_S + 1.5
+    if "16000000" in query:
+        assert result.rows == [(None,)], result
+    else:
+        assert result.status == "timeout" and "time limit" in result.error, result
+    # The sandbox is fine afterwards.
+    assert run_query(SCHEMA, "SELECT COUNT(*) FROM employees").rows == [(4,)]
+
+
+_BIG_ROWS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000) SELECT zeroblob(1000000) FROM c"
+_PEAK_MEMORY = """
+import json, resource, sys
+from sqlsft.sql.pool import POOL
+from sqlsft.sql.sandbox import run_query
+run_query('', 'SELECT 1')  # the sandbox process starts
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+selected = run_query('', sys.argv[1], max_rows=5000)
+viewed = run_query('', 'CREATE VIEW v AS ' + sys.argv[1], max_rows=5000, include_state=True)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+POOL.shutdown()
+print(json.dumps({
+    "grew_mib": (after - before) / 1024,
+    "sandbox_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+    "selected": [selected.status, len(selected.rows), selected.truncated],
+    "viewed": [viewed.status, len(viewed.state["v"]), viewed.truncated_tables],
+}))
+"""
+
+
+def test_fetched_rows_stay_within_the_byte_budget():
+    # 2,000 rows of 1 MB: the caller keeps at most the 32 MiB budget, whether selected or read back as a view.
+    out = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY, _BIG_ROWS], capture_output=True, text=True, timeout=240
+    )
+    assert out.returncode == 0, out.stderr
+    measured = json.loads(out.stdout)
+    assert measured["grew_mib"] < 200, measured
+    assert measured["sandbox_peak_mib"] < 1024, measured
+    status, kept, truncated = measured["selected"]
+    assert status == "ok" and truncated and 0 < kept <= 34, measured  # 32 MiB of 1 MB values
+    status, kept, cut_tables = measured["viewed"]
+    assert status == "ok" and cut_tables == ["v"] and 0 < kept <= 34, measured
+
+
+def test_text_that_is_not_unicode_is_refused_not_raised():
+    result = run_query(SCHEMA, "SELECT '\ud800'")
+    assert result.status == "error" and "surrogate" in result.error
+    bad_schema = run_query("CREATE TABLE t (a TEXT); INSERT INTO t VALUES ('\udfff');", "SELECT 1")
+    assert bad_schema.status == "schema_error" and "surrogate" in bad_schema.error
+    assert extract_sql("```sql\nSELECT '\ud800'\n```") == "SELECT '\ud800'"
+
+
+def test_oversized_sql_is_refused_with_a_reason():
+    big = "SELECT 1 WHERE 1 IN (" + ",".join(["1"] * 600_000) + ")"
+    result = run_query(SCHEMA, big)
+    assert result.status == "error" and "MiB" in result.error and "at most 1 MiB" in result.error
+
+
+def test_splitting_is_linear_inside_a_trigger_body():
+    trigger = "CREATE TRIGGER t AFTER INSERT ON employees BEGIN " + "SELECT 1;" * 30_000 + " END; SELECT 2"
+    started = time.perf_counter()
+    pieces = split_statements(trigger)
+    assert time.perf_counter() - started < 1
+    assert len(pieces) == 2 and pieces[0].endswith("END") and pieces[1] == "SELECT 2"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["```" * 300_000, "```\n" * 225_000, "```sql x\n" * 90_000, "WITH a (\n" * 100_000, "[" * 900_000],
+)
+def test_reading_sql_out_of_adversarial_text_is_linear(text):
+    for read in (extract_sql, query_orders_rows):
+        started = time.perf_counter()
+        read(text)
+        assert time.perf_counter() - started < 1, read
+
+
+# ---------------------------------------------------------------- comparison at scale
+
+
+def test_thirteen_equal_columns_one_off_is_quick():
+    gold = ok([f"c{i}" for i in range(13)], [(i,) * 13 for i in range(6)])
+    one_off = ok([f"c{i}" for i in range(13)], [(i,) * 12 + (i + 100,) for i in range(6)])
+    started = time.perf_counter()
+    assert not results_match(gold, one_off)
+    assert not results_match(gold, one_off, allow_extra_columns=True)
+    assert time.perf_counter() - started < 2
+
+
+def test_columns_holding_the_same_values_in_other_rows_are_told_apart():
+    # 13 columns, each a permutation of 0..16: any column "matches" any other one as a multiset.
+    rows = [tuple((i * (j + 1)) % 17 for j in range(13)) for i in range(17)]
+    gold = ok([f"c{j}" for j in range(13)], rows)
+    started = time.perf_counter()
+    assert results_match(gold, ok([f"c{j}" for j in range(13)], [row[::-1] for row in rows]))
+    # Column 0 swapped between two rows: every column keeps its values, two rows change.
+    swapped = [list(row) for row in rows]
+    swapped[1][0], swapped[2][0] = swapped[2][0], swapped[1][0]
+    assert sorted(swapped[1]) not in [sorted(row) for row in rows]  # so no column order can match
+    assert not results_match(gold, ok(gold.columns, [tuple(row[::-1]) for row in swapped]))
+    floats = [tuple(v + 0.5 for v in row) for row in rows]
+    assert results_match(ok(gold.columns, floats), ok(gold.columns, [row[::-1] for row in floats]))
+    assert time.perf_counter() - started < 2
+
+
+def test_float_rows_matching_needs_no_lucky_sort_order():
+    gold = ok(["a", "b"], [(1.0, 2.0), (1.0 + 1e-12, 1.0)])
+    pred = ok(["a", "b"], [(1.0, 1.0), (1.0 + 1e-12, 2.0)])
+    assert results_match(gold, pred)
+    assert not results_match(gold, ok(["a", "b"], [(1.0, 1.0), (1.0, 1.0)]))
+
+
+def _count_employees(_: int) -> list[tuple]:
+    return run_query(SCHEMA, "SELECT COUNT(*) FROM employees").rows
+
+
+def test_threads_and_forked_children_use_the_sandbox_side_by_side():
+    assert _count_employees(0) == [(4,)]  # this process now holds a sandbox process
+    with ThreadPoolExecutor(8) as threads:
+        answers = list(threads.map(lambda i: run_query(SCHEMA, f"SELECT {i}").rows, range(40)))
+    assert answers == [[(i,)] for i in range(40)]
+    # prepare checks rows in forked worker processes: each starts sandbox processes of its own.
+    with multiprocessing.get_context("fork").Pool(2) as children:
+        assert children.map(_count_employees, range(4)) == [[(4,)]] * 4
+    assert _count_employees(0) == [(4,)]
+
+
+def test_a_cut_result_never_compares_equal_on_the_rows_kept_alone():
+    big = (
+        "CREATE TABLE big (id INT); INSERT INTO big WITH RECURSIVE r(i) AS "
+        "(SELECT 1 UNION ALL SELECT i + 1 FROM r LIMIT 1500) SELECT i FROM r;"
+    )
+    gold, fewer = run_query(big, "SELECT id FROM big"), run_query(big, "SELECT id FROM big WHERE id <= 1200")
+    assert gold.truncated and fewer.truncated and gold.rows == fewer.rows  # the first 1,000 rows agree
+    assert not results_match(gold, fewer)
+    assert compare_results(gold, fewer) == Verdict.UNDECIDED  # without digests nothing more is known
+    gold, fewer, same = (
+        run_query(big, sql, digest=True)
+        for sql in (
+            "SELECT id FROM big",
+            "SELECT id FROM big WHERE id <= 1200",
+            "SELECT id FROM big ORDER BY -id",
+        )
+    )
+    assert (gold.digest.row_count, fewer.digest.row_count) == (1500, 1200)
+    assert compare_results(gold, fewer) == Verdict.MISMATCH
+    assert compare_results(gold, same) == Verdict.MATCH

@@ -2,31 +2,36 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
 from sqlsft.common.errors import SqlsftError
+from sqlsft.common.files import write_json
 from sqlsft.common.hardware import Gpu, Hardware
+from sqlsft.common.paths import runs_dir
 from sqlsft.runs import registry as runs
-from sqlsft.train.config import resolve_config
-from sqlsft.train.launch import plan_launch
-from sqlsft.train.supervise import (
-    TrainOptions,
+from sqlsft.runs.checkpoints import checkpoint_state, missing_checkpoint_files
+from sqlsft.runs.metrics import MetricsEvent, MetricsFollower, metrics_file
+from sqlsft.train.checks import (
     disk_problem,
     estimate_disk_gib,
     preflight,
     resolve_report_to,
-    resume,
     slow_bf16_warning,
 )
-from tests.in_process_cli import cli
+from sqlsft.train.config import resolve_config
+from sqlsft.train.launch import plan_launch
+from sqlsft.train.options import TrainOptions
+from sqlsft.train.resume import prepare_resume
+from tests.cli_runner import invoke, one_error_line
 
 NO_GPU = Hardware(gpus=[], cpu_cores=2)
 SQLSFT = [sys.executable, "-m", "sqlsft"]
@@ -92,11 +97,35 @@ def test_report_to(monkeypatch, tmp_path):
     assert resolve_report_to(None, config) == ("trackio", None)
 
 
+def test_one_wandb_check_for_env_and_train(monkeypatch, tmp_path):
+    """`sqlsft env` and train's report_to ask the same function: a netrc named by $NETRC counts for both,
+    WANDB_MODE=disabled turns wandb off even when logged in, offline logs without a login."""
+    from sqlsft.common.environment import wandb_status
+
+    config = resolve_config(preset="demo")
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    monkeypatch.setenv("NETRC", str(netrc))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert wandb_status() == f"logged in ({netrc})"
+    assert resolve_report_to(None, config)[0] == "wandb"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_status() == f"logged in ({netrc}); off (WANDB_MODE=disabled)"
+    assert resolve_report_to(None, config)[0] == "none"
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert "logging offline" in wandb_status() and resolve_report_to(None, config)[0] == "wandb"
+
+
 class FakeHub(BaseHTTPRequestHandler):
     """Answers auth-check like the Hugging Face hub does (status and X-Error-Code headers)."""
 
     def do_GET(self):
-        if "gated" in self.path:
+        if "slow" in self.path:
+            time.sleep(5)  # a hub that accepts the connection and never answers in time
+            self.send_response(200)
+        elif "gated" in self.path:
             self.send_response(403 if "Bearer" in (self.headers.get("Authorization") or "") else 401)
             self.send_header("X-Error-Code", "GatedRepo")
             self.send_header("X-Error-Message", "Access to model org/gated is restricted.")
@@ -114,7 +143,7 @@ class FakeHub(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    server = HTTPServer(("127.0.0.1", 0), FakeHub)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeHub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
@@ -147,6 +176,16 @@ def test_gated_missing_and_unreachable_models(fake_hub, monkeypatch):
         resolve_model("org/open")
 
 
+def test_the_hub_access_check_has_a_timeout(fake_hub, monkeypatch):
+    from sqlsft.models import resolve
+
+    monkeypatch.setattr(resolve, "HUB_CHECK_TIMEOUT_S", 0.5)
+    started = time.monotonic()
+    with pytest.raises(SqlsftError, match="hub is unreachable"):
+        resolve.resolve_model("org/slow")
+    assert time.monotonic() - started < 3
+
+
 def test_local_model_paths(tmp_path, tiny_model_dir):
     from sqlsft.models.resolve import resolve_model
 
@@ -162,35 +201,62 @@ def test_local_model_paths(tmp_path, tiny_model_dir):
 # ---------------------------------------------------------------- the command line, before launching
 
 
-def test_cli_errors_are_one_line_without_traceback(capsys, tiny_model_dir, tmp_path, monkeypatch):
+def test_cli_errors_are_one_line_without_traceback(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # other tests leave runs in the session's
-    assert cli("train", "--preset", "fastest") == 1
-    err = capsys.readouterr().err
-    assert "Unknown preset 'fastest'" in err and "Available presets: baseline, demo, fast" in err
-    assert "Traceback" not in err
-
-    assert cli("train", "--preset", "liger") == 1
-    assert "uses liger-kernel, whose Triton kernels need a GPU" in capsys.readouterr().err
-
-    assert cli("train", "--preset", "demo", "--gpus", "2") == 1
-    assert "Asked for 2 GPUs but this machine has none" in capsys.readouterr().err
-
-    assert cli("train", "--preset", "demo", "--set", "learning_rat=1") == 1
-    assert "Did you mean `learning_rate`?" in capsys.readouterr().err
-
-    assert cli("train", "some-run") == 1
-    assert "only with --resume RUN" in capsys.readouterr().err
+    line = one_error_line(invoke("train", "--preset", "fastest"))
+    assert "Unknown preset 'fastest'" in line and "Available presets: baseline, demo, fast" in line
+    assert "uses liger-kernel, whose Triton kernels need a GPU" in one_error_line(
+        invoke("train", "-p", "liger")
+    )
+    line = one_error_line(invoke("train", "--preset", "demo", "--gpus", "2"))
+    assert "Asked for 2 GPUs but this machine has none" in line
+    line = one_error_line(invoke("train", "--preset", "demo", "--set", "learning_rat=1"))
+    assert "Did you mean `learning_rate`?" in line
+    assert "only with --resume RUN" in one_error_line(invoke("train", "some-run"))
     assert not runs.list_runs()
 
 
-def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch, tmp_path):
-    from sqlsft.cli.app import console
+def test_max_steps_below_one_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
+    for value in ("-3", "0", "-1"):  # TRL would silently train full epochs instead
+        line = one_error_line(invoke("train", "--preset", "demo", "--max-steps", value, "--dry-run"))
+        assert f"--max-steps {value}: give a number of optimizer steps, at least 1" in line
+    line = one_error_line(invoke("train", "--preset", "demo", "--set", "max_steps=-3", "--dry-run"))
+    assert "training.max_steps = -3" in line
+    assert (
+        invoke("train", "--preset", "demo", "--set", "max_steps=-1", "--dry-run").exit_code == 0
+    )  # TRL's own
+    assert not runs.list_runs()
 
+
+def test_config_that_is_a_folder_or_a_binary_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
+    line = one_error_line(invoke("train", "--config", str(tmp_path), "--dry-run"))
+    assert f"Config file {tmp_path} is a folder" in line
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    line = one_error_line(invoke("train", "-c", str(binary), "--dry-run"))
+    assert "is not a text file (not UTF-8)" in line
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"a: 1\x00\x01\n")
+    assert "is not valid YAML: unacceptable character" in one_error_line(invoke("train", "-c", str(nul)))
+    assert not runs.list_runs()
+
+
+def test_short_flags_for_config_and_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
+    config = tmp_path / "mine.yaml"
+    config.write_text("preset: demo\ntraining:\n  learning_rate: 0.000123\n")
+    result = invoke("train", "-c", str(config), "-d", "my/data", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "learning_rate: 0.000123" in result.stdout and "dataset: my/data" in result.stdout
+
+
+def test_dry_run_prints_config_accelerate_config_and_command(monkeypatch, tmp_path):
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # other tests leave runs in the session's
-
-    monkeypatch.setattr(console, "width", 250)
-    assert cli("train", "--preset", "liger", "--gpus", "4", "--set", "max_steps=5", "--dry-run") == 0
-    out = capsys.readouterr().out
+    result = invoke("train", "--preset", "liger", "--gpus", "4", "--set", "max_steps=5", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
     assert (
         "use_liger_kernel: true" in out
         and "per_device_train_batch_size: 192" in out
@@ -203,9 +269,9 @@ def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch
     assert "the job needs 4" in out and "GPUs need not be present" in out
     assert not runs.list_runs()  # nothing written
 
-    assert cli("train", "--preset", "fast", "--gpus", "8", "--nodes", "2", "--node-rank", "1",
-               "--main-ip", "10.1.2.3", "--strategy", "fsdp", "--dry-run") == 0  # fmt: skip
-    out = capsys.readouterr().out
+    result = invoke("train", "--preset", "fast", "--gpus", "8", "--nodes", "2", "--node-rank", "1",
+                    "--main-ip", "10.1.2.3", "--strategy", "fsdp", "--dry-run")  # fmt: skip
+    out = result.stdout
     assert "distributed_type: FSDP" in out and "num_processes: 16" in out and "machine_rank: 1" in out
     assert "main_process_ip: 10.1.2.3" in out and "packing: true" in out
 
@@ -216,37 +282,86 @@ def test_dry_run_prints_config_accelerate_config_and_command(capsys, monkeypatch
 def fake_run(root: Path, name: str, status: str, step: int | None = None, max_steps: int = 10, files=None):
     folder = root / name
     folder.mkdir(parents=True)
-    runs.write_json(folder / "status.json", {"status": status, "started_epoch": time.time()})
+    write_json(folder / "status.json", {"status": status, "started_epoch": time.time()})
     (folder / "config.yaml").write_text("preset: demo\n")
     if step is not None:
         checkpoint = folder / "checkpoints" / f"checkpoint-{step}"
         checkpoint.mkdir(parents=True)
         for name_ in files if files is not None else ("optimizer.pt", "scheduler.pt", "model.safetensors"):
             (checkpoint / name_).write_text("x")
-        runs.write_json(checkpoint / "trainer_state.json", {"global_step": step, "max_steps": max_steps})
+        write_json(checkpoint / "trainer_state.json", {"global_step": step, "max_steps": max_steps})
     return folder
 
 
 def test_resume_refusals(tmp_path, monkeypatch):
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
     with pytest.raises(SqlsftError, match="No interrupted or failed run with a checkpoint"):
-        resume(TrainOptions(resume=""), None)
+        prepare_resume(TrainOptions(resume=""))
     fake_run(tmp_path, "done", "completed", step=4)
     with pytest.raises(SqlsftError, match="Run done completed: nothing left to train"):
-        resume(TrainOptions(resume="latest"), None)
+        prepare_resume(TrainOptions(resume="latest"))
     fake_run(tmp_path, "at-end", "interrupted", step=10, max_steps=10)
     with pytest.raises(SqlsftError, match="nothing left to train: checkpoint-10 is step 10 of 10"):
-        resume(TrainOptions(resume="at-end"), None)
+        prepare_resume(TrainOptions(resume="at-end"))
     fake_run(tmp_path, "no-checkpoint", "failed")
     with pytest.raises(SqlsftError, match="has no checkpoint to resume from"):
-        resume(TrainOptions(resume="no-checkpoint"), None)
+        prepare_resume(TrainOptions(resume="no-checkpoint"))
     fake_run(tmp_path, "torn", "interrupted", step=3, files=("model.safetensors",))
     with pytest.raises(
         SqlsftError, match=r"checkpoint-3 is incomplete \(missing optimizer.pt, scheduler.pt\)"
     ):
-        resume(TrainOptions(resume="torn"), None)
+        prepare_resume(TrainOptions(resume="torn"))
     with pytest.raises(SqlsftError, match="drop --preset, --set"):
-        resume(TrainOptions(resume="torn", preset="fast", overrides=["a=1"]), None)
+        prepare_resume(TrainOptions(resume="torn", preset="fast", overrides=["a=1"]))
+
+
+def accelerate_never_started(run_dir: Path) -> bool:
+    """Nothing was launched: no train.log, no resume script, and the status was not touched."""
+    return not (run_dir / "train.log").exists() and not (run_dir / "resume.sh").exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "expected"),
+    [
+        ("{not json", "status.json cannot be read (not valid JSON)"),
+        ('["a", "list"]', "status.json is not a JSON object"),
+        ('{"status": "paused"}', "status is 'paused'"),
+        ('{"status": "interrupted", "final_loss": "low"}', "final_loss is 'low'"),
+        ('{"status": "interrupted", "resumes": 3}', "resumes is 3"),
+    ],
+)
+def test_resume_refuses_a_run_whose_status_is_invalid(tmp_path, monkeypatch, damage, expected):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
+    folder = fake_run(tmp_path, "damaged", "interrupted", step=3)
+    (folder / "status.json").write_text(damage)
+    line = one_error_line(invoke("train", "--resume", "damaged"))
+    assert "Run damaged cannot be resumed: its status.json is not valid" in line and expected in line
+    assert accelerate_never_started(folder)
+    assert (folder / "status.json").read_text() == damage  # left as it was, for the user to look at
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ({"global_step": "three", "max_steps": 10}, "global_step is 'three'"),
+        ({"global_step": 3, "max_steps": [10]}, "max_steps is [10]"),
+        ({"global_step": None, "max_steps": 10}, "no global_step"),
+        ({"max_steps": 10}, "no global_step"),
+        (["not", "a", "mapping"], "trainer_state.json is not a JSON object"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_whose_trainer_state_has_wrong_types(
+    tmp_path, monkeypatch, state, expected
+):
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
+    folder = fake_run(tmp_path, "odd", "interrupted", step=2)
+    fake = folder / "checkpoints" / "checkpoint-3"
+    shutil.copytree(folder / "checkpoints" / "checkpoint-2", fake)
+    write_json(fake / "trainer_state.json", state)
+    line = one_error_line(invoke("train", "--resume", "odd"))
+    assert "checkpoint-3 has a damaged trainer_state.json" in line and expected in line
+    assert "Delete" in line and "checkpoint-2" in line
+    assert accelerate_never_started(folder)
 
 
 # ---------------------------------------------------------------- the end of turn
@@ -255,7 +370,7 @@ def test_resume_refusals(tmp_path, monkeypatch):
 def test_check_end_of_turn_on_plain_and_packed_rows():
     from datasets import Dataset
 
-    from sqlsft.train.worker import check_end_of_turn
+    from sqlsft.train.end_of_turn import check_end_of_turn
 
     eot, newline = 106, 107
     good = [-100, -100, 5, 6, eot, newline]
@@ -271,7 +386,7 @@ def test_an_untrained_end_of_turn_is_re_initialised(tiny_model_dir):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sqlsft.train.worker import embedding_twins, end_of_turn_id, fix_untrained_end_of_turn
+    from sqlsft.train.end_of_turn import embedding_twins, end_of_turn_id, fix_untrained_end_of_turn
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -343,18 +458,18 @@ def wait_for_step(metrics: Path, process: subprocess.Popen, timeout: float = RUN
 @pytest.mark.slow
 def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))  # `latest` below is this test's run
-    run_dir = runs.runs_dir() / "tiny-interrupt"
+    run_dir = runs_dir() / "tiny-interrupt"
     process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "16",
                         "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
-    wait_for_step(run_dir / runs.METRICS_FILE, process)
+    wait_for_step(metrics_file(run_dir), process)
     process.send_signal(signal.SIGINT)  # what Ctrl-C does to sqlsft
     out = finish(process)
     assert process.returncode == 130, out
     run = runs.resolve_run(run_dir.name)
     assert run.status == "interrupted", out
-    checkpoint = runs.checkpoints(run)[-1]
-    assert runs.missing_checkpoint_files(checkpoint) == []
-    stopped_at = runs.checkpoint_state(checkpoint)["global_step"]
+    checkpoint = run.checkpoints()[-1]
+    assert missing_checkpoint_files(checkpoint) == []
+    stopped_at = checkpoint_state(checkpoint).global_step
     assert 1 <= stopped_at < 16 and f"Interrupted {run.name} at step {stopped_at}" in out
     assert f"sqlsft train --resume {run.name}" in out
     assert leftover_processes(run_dir) == []
@@ -402,19 +517,19 @@ def test_interrupt_resume_and_a_final_model_that_generates(tiny_model_dir, tmp_p
     assert output.shape[1] > inputs["input_ids"].shape[1]
 
     # and nothing is left to resume
-    assert cli("train", "--resume", "latest") == 1
+    assert "completed: nothing left to train" in one_error_line(invoke("train", "--resume", "latest"))
 
 
 @pytest.mark.slow
 def test_two_cpu_processes_through_accelerate_launch(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
-    run_dir = runs.runs_dir() / "tiny-ddp"
+    run_dir = runs_dir() / "tiny-ddp"
     process = start_cli("train", "--preset", "demo", "--model", str(tiny_model_dir), "--max-steps", "3",
                         "--cpu-processes", "2", "--run-name", run_dir.name, *TINY_RUN)  # fmt: skip
     out = finish(process)
     assert process.returncode == 0, out
     assert "2 CPU processes, DDP over gloo" in out
-    start = next(row for row in runs.read_metrics(run_dir) if row.get("event") == "start")
+    start = next(row for row in runs.read_metrics(run_dir) if row.event == MetricsEvent.START)
     assert start["world_size"] == 2 and start["backend"] == "gloo"
     # rank 0 alone reports metrics and writes one model
     assert [row["step"] for row in runs.read_metrics(run_dir) if "loss" in row] == [1, 2, 3]
@@ -428,7 +543,7 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
 
     from rich.console import Console
 
-    from sqlsft.train.supervise import ProgressView
+    from sqlsft.cli.views.train import ConsoleTrainView
 
     lines = [
         {"event": "data", "rows": 90, "dropped_overlong": 10, "max_length": 256},
@@ -452,13 +567,16 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
         run_dir = tmp_path / f"tty-{terminal}"
         run_dir.mkdir()
         out = io.StringIO()
-        console = Console(file=out, force_terminal=terminal, width=120)
-        view = ProgressView(run_dir, console)
-        with open(run_dir / runs.METRICS_FILE, "w") as handle:
+        view = ConsoleTrainView(Console(file=out, force_terminal=terminal, width=120))
+        follower = MetricsFollower(run_dir)
+        view.progress_started(0)
+        with open(metrics_file(run_dir), "w") as handle:
             handle.write(
                 "\n".join(json.dumps(line) for line in lines) + "\n" + '{"step": 5, "lo'
             )  # torn line
-        view.close()
+        view.progress(follower.new_rows())
+        assert follower.new_rows() == []  # the torn line waits for its end
+        view.progress_stopped()
         text = out.getvalue()
         assert (view.step, view.total, len(view.rows)) == (4, 4, 4)
         assert "10 rows longer than max_length=256 left out" in text and "checkpoint saved at step 4" in text
@@ -470,3 +588,19 @@ def test_progress_view_rich_on_a_terminal_and_plain_lines_otherwise(tmp_path):
                 "step 1/4 (25%) loss 2.0000 1,234 tok/s RSS 1.5 GiB" in text
             )  # the first line is always shown
             assert "step 4/4 (100%) loss 0.5000" in text and "eta 0:00" in text
+
+
+def test_summary_survives_metrics_with_wrong_types(tmp_path):
+    from sqlsft.runs.metrics import read_metrics
+    from sqlsft.train.supervise import summarize
+
+    rows = [
+        {"event": "start", "step": 0, "time": "soon"},
+        {"step": 1, "loss": "high", "time": 101.0},
+        {"step": "two", "loss": 1.0, "time": 102.0},
+        {"step": 3, "max_steps": 3, "loss": 0.5, "num_tokens": 300, "peak_memory_gib": [1], "time": 103.0},
+    ]
+    metrics_file(tmp_path).write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    summary = summarize(read_metrics(tmp_path))
+    assert (summary.steps, summary.max_steps, summary.first_loss, summary.final_loss) == (3, 3, 0.5, 0.5)
+    assert summary.tokens_per_s is None and summary.peak_memory_gib is None

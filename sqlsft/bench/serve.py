@@ -6,8 +6,6 @@ output tokens/s (the server's own usage counts), p50/p95 latency per request, st
 """
 
 import contextlib
-import json
-import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,16 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from sqlsft.common.errors import SqlsftError
+from sqlsft.common.files import write_json
+from sqlsft.common.formatting import percentile
+from sqlsft.common.openai_target import NO_KEY, OpenAITarget
 from sqlsft.common.paths import runs_dir
 from sqlsft.data.prompts import load_templates, prompt_messages
 
 BENCH_PORT = 8090
+REPORT_FILE = "serve.json"
 
 
 def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
     """The first `n` prompts of the prepared test split, else of the builtin data set (rendered here)."""
     try:
-        from sqlsft.data.prepare import load_prepared_split
+        from sqlsft.data.cache import load_prepared_split
 
         split = load_prepared_split(split="test")
         if split is not None and len(split) and "prompt" in split.column_names:
@@ -41,12 +43,8 @@ def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
     return prompts, f"builtin data set (first {len(prompts)} rows; no prepared test split found)"
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (p50 of [1, 2, 3, 4] is 2)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _request(client, model: str, messages: list[dict], max_tokens: int) -> tuple[float, int]:
@@ -85,8 +83,8 @@ def measure(
         "requests_per_s": round(len(latencies) / wall, 3),
         "output_tokens": tokens,
         "output_tokens_per_s": round(tokens / wall, 2),
-        "p50_latency_s": round(percentile(latencies, 0.50), 3),
-        "p95_latency_s": round(percentile(latencies, 0.95), 3),
+        "p50_latency_s": _rounded(percentile(latencies, 0.50)),
+        "p95_latency_s": _rounded(percentile(latencies, 0.95)),
     }
 
 
@@ -94,7 +92,7 @@ def _versions(engine_python: str | None) -> dict[str, str]:
     import importlib.metadata
     import subprocess
 
-    from sqlsft.serve.server import _vllm_python
+    from sqlsft.serve import vllm_python as _vllm_python
 
     versions = {"transformers": importlib.metadata.version("transformers")}
     with contextlib.suppress(Exception):
@@ -114,9 +112,7 @@ def _versions(engine_python: str | None) -> dict[str, str]:
 
 
 def _write(out_dir: Path, report: dict) -> None:
-    tmp = out_dir / "serve.json.tmp"
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(out_dir / "serve.json")
+    write_json(out_dir / REPORT_FILE, report)
 
 
 def run_serve_bench(
@@ -132,14 +128,12 @@ def run_serve_bench(
     console=None,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Benchmark each engine; print a Rich table and write `runs/bench/<time>/serve.json`."""
-    from openai import OpenAI
+    """Benchmark each engine; write `runs/bench/<time>-serve/serve.json` after each figure; the report."""
     from rich.console import Console
-    from rich.table import Table
 
     from sqlsft.common.hardware import detect_hardware
     from sqlsft.models.resolve import resolve_model_folder
-    from sqlsft.serve.server import ENGINES, free_port, running_server
+    from sqlsft.serve import ENGINES, free_port, running_server
 
     console = console or Console()
     engines = engines or ["vllm", "transformers"]
@@ -170,6 +164,7 @@ def run_serve_bench(
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "vllm_over_transformers_output_tokens_per_s": {},
+        "folder": str(out_dir),
     }
     for engine in engines:
         engine_port = port or free_port(start=BENCH_PORT)
@@ -183,7 +178,9 @@ def run_serve_bench(
             console=console,
         ) as record:
             startup = time.perf_counter() - started
-            client = OpenAI(base_url=record.url, api_key="EMPTY", timeout=600, max_retries=0)
+            client = OpenAITarget(record.url, record.model_name, record.api_key or NO_KEY).client(
+                timeout_s=600
+            )
             measure(client, record.model_name, prompts[:2], 1, max_tokens)  # warm-up, not counted
             for concurrency in concurrencies:
                 console.print(
@@ -193,7 +190,8 @@ def run_serve_bench(
                 results.append({"engine": engine, "startup_s": round(startup, 1), **row})
                 console.print(
                     f"  {row['requests_per_s']:.2f} req/s, {row['output_tokens_per_s']:.1f} output tok/s, "
-                    f"p50 {row['p50_latency_s']:.2f} s, p95 {row['p95_latency_s']:.2f} s, {row['errors']} errors",
+                    f"p50 {row['p50_latency_s'] or 0:.2f} s, p95 {row['p95_latency_s'] or 0:.2f} s, "
+                    f"{row['errors']} errors",
                     highlight=False,
                 )
                 _write(out_dir, report)  # after each figure: an interrupted benchmark keeps what it measured
@@ -209,31 +207,4 @@ def run_serve_bench(
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     _write(out_dir, report)
 
-    table = Table(title=f"sqlsft bench serve: {label} ({report['hardware']})")
-    for column in (
-        "engine",
-        "concurrency",
-        "requests/s",
-        "output tok/s",
-        "p50 s",
-        "p95 s",
-        "errors",
-        "start-up s",
-    ):
-        table.add_column(column, justify="right" if column != "engine" else "left")
-    for r in results:
-        table.add_row(
-            r["engine"],
-            str(r["concurrency"]),
-            f"{r['requests_per_s']:.2f}",
-            f"{r['output_tokens_per_s']:.1f}",
-            f"{r['p50_latency_s']:.2f}",
-            f"{r['p95_latency_s']:.2f}",
-            str(r["errors"]),
-            f"{r['startup_s']:.0f}",
-        )
-    console.print(table)
-    for concurrency, ratio in ratios.items():
-        console.print(f"vLLM / transformers output tokens/s at concurrency {concurrency}: {ratio:.2f}x")
-    console.print(f"results: {out_dir / 'serve.json'}", highlight=False)
     return report

@@ -3,6 +3,7 @@
 from sqlsft.cli import (  # noqa: F401  importing a command module registers its commands on `app`
     bench_command,
     chat_command,
+    engines_command,
     env_command,
     eval_command,
     prepare_command,

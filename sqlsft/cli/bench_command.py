@@ -1,22 +1,40 @@
 """`sqlsft bench ...`: the whole sub-app in one file: prepare, train and serve benchmarks that print figures."""
 
+import json
+
 import typer
 
-from sqlsft.cli.app import app, console
+from sqlsft.cli.app import app, console, err_console
+from sqlsft.common.errors import SqlsftError
 
 bench_app = typer.Typer(help="Benchmarks that print figures: prepare, train, serve.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+
+JSON_HELP = "Print the results as JSON (progress goes to stderr)."
+
+
+def _show(report: dict, as_json: bool, *renderables) -> None:
+    """The results: JSON alone on stdout, or the tables (whole values when piped)."""
+    from sqlsft.cli.views.output import print_full
+
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        print_full(console, *renderables)
 
 
 @bench_app.command("prepare")
 def bench_prepare_command(
     num_rows: int = typer.Option(100_000, "--num-rows", help="Builtin rows to prepare."),
     num_proc: int | None = typer.Option(None, "--num-proc", help="Worker processes (default: every core)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Rows/s of `prepare` on the builtin set, cold (cache miss) and warm (cache hit)."""
     from sqlsft.bench.prepare import bench_prepare
+    from sqlsft.cli.views.bench import prepare_table
 
-    bench_prepare(num_rows=num_rows, num_proc=num_proc, console=console)
+    report = bench_prepare(num_rows=num_rows, num_proc=num_proc, console=err_console if as_json else console)
+    _show(report, as_json, prepare_table(report))
 
 
 @bench_app.command("train")
@@ -44,13 +62,20 @@ def bench_train_command(
         2000, "--num-rows", help="Rows of the data set to prepare (0: all); the same data for every preset."
     ),
     overrides: list[str] = typer.Option([], "--set", help="key=value applied to every preset (repeatable)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Step time, tokens/s (real tokens), samples/s, peak memory and projected epoch per preset and GPU count."""
-    from sqlsft.bench.train import BenchTrainOptions, bench_train, parse_gpus, parse_list
+    from pathlib import Path
+
+    from sqlsft.bench.train import PLOT_FILE, BenchTrainOptions, bench_train
+    from sqlsft.cli.views.bench import plot_train, train_renderables
+    from sqlsft.common.parse import comma_list, parse_counts
 
     options = BenchTrainOptions(
-        presets=parse_list(presets, "--presets"),
-        gpus=parse_gpus(gpus),
+        presets=comma_list(presets, "--presets", example="baseline,fast"),
+        gpus=parse_counts(
+            gpus, "--gpus", what="GPU counts", example="1,4", note="1 means the CPU on a machine without GPU"
+        ),
         steps=steps,
         warmup_steps=warmup_steps,
         model=model,
@@ -59,7 +84,13 @@ def bench_train_command(
         num_rows=num_rows or None,
         overrides=list(overrides),
     )
-    bench_train(options, console)
+    report = bench_train(options, err_console if as_json else console)
+    plot_train(report, Path(report["folder"]) / PLOT_FILE)
+    _show(report, as_json, train_renderables(report))
+    if report["interrupted"]:
+        raise SqlsftError(
+            f"bench train interrupted; partial results saved in {report['folder']}.", exit_code=130
+        )
 
 
 @bench_app.command("serve")
@@ -69,34 +100,29 @@ def bench_serve_command(
     ),
     engines: str = typer.Option("vllm,transformers", "--engines", help="Comma-separated engines to compare."),
     concurrency: str = typer.Option(
-        "1,8", "--concurrency", help="Comma-separated numbers of parallel clients."
+        "1,8", "--concurrency", "-j", help="Comma-separated numbers of parallel clients."
     ),
     requests: int = typer.Option(32, "--requests", help="Requests per engine and concurrency."),
     max_tokens: int = typer.Option(64, "--max-tokens", help="Answer length cap per request."),
     engine_python: str = typer.Option(None, "--engine-python", help="Python of the vLLM environment."),
     port: int = typer.Option(None, "--port", help="Port for the servers (default: a free one from 8090)."),
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for each engine to start."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Requests/s, output tokens/s and p50/p95 latency per engine and concurrency, on a fixed prompt set."""
     from sqlsft.bench.serve import run_serve_bench
+    from sqlsft.cli.views.bench import serve_renderables
+    from sqlsft.common.parse import comma_list, parse_counts
 
-    def numbers(text: str, what: str) -> list[int]:
-        try:
-            values = [int(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise typer.BadParameter(f"{what}: comma-separated whole numbers, e.g. 1,8.") from None
-        if not values or min(values) < 1:
-            raise typer.BadParameter(f"{what}: whole numbers of 1 or more.")
-        return values
-
-    run_serve_bench(
+    report = run_serve_bench(
         model,
-        engines=[e.strip() for e in engines.split(",") if e.strip()],
-        concurrencies=numbers(concurrency, "--concurrency"),
+        engines=comma_list(engines, "--engines", example="vllm,transformers"),
+        concurrencies=parse_counts(concurrency, "--concurrency", example="1,8"),
         num_requests=requests,
         max_tokens=max_tokens,
         engine_python=engine_python,
         port=port,
         timeout_s=timeout,
-        console=console,
+        console=err_console if as_json else console,
     )
+    _show(report, as_json, serve_renderables(report))

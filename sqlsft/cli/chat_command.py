@@ -1,6 +1,7 @@
 """`sqlsft chat`: the Gradio page that asks a served model for SQL and runs its answers safely."""
 
 import typer
+from rich.markup import escape
 
 from sqlsft.cli.app import app, console
 
@@ -12,8 +13,11 @@ def chat_command(
         "--url",
         help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (default: the recorded server).",
     ),
-    model: str | None = typer.Option(
-        None, "--model", help="Model name on the server (default: the served name, else 'local')."
+    model_name: str | None = typer.Option(
+        None, "--model-name", help="Model name on the server (default: the served name, else 'local')."
+    ),
+    model_alias: str | None = typer.Option(
+        None, "--model", hidden=True, help="Old spelling of --model-name."
     ),
     port: int = typer.Option(7860, "--port", help="Port of the page."),
     host: str = typer.Option(
@@ -35,11 +39,11 @@ def chat_command(
     ),
 ) -> None:
     """Chat with a served model in the browser: each answer's SQL runs against your schema in a sandbox."""
-    from sqlsft.chat.app import launch_chat
+    from sqlsft.chat.app import open_chat
 
-    launch_chat(
+    page = open_chat(
         url,
-        model,
+        model_name or model_alias,
         host=host,
         port=port,
         share=share,
@@ -47,5 +51,20 @@ def chat_command(
         api_key=api_key,
         template=template,
         max_tokens=max_tokens,
-        console=console,
     )
+    target = page.target
+    console.print(
+        f"Chatting with model [bold]{escape(target.model)}[/] at {escape(target.display_url)} "
+        f"({escape(target.source)}).",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if page.open_without_auth:
+        console.print(
+            f"[yellow]warning:[/] listening on {escape(host)} without --auth: anyone who can reach it can use it.",
+            soft_wrap=True,
+        )
+    console.print(f"Open {page.local_url} (Ctrl+C to stop).", soft_wrap=True, highlight=False, markup=False)
+    if page.share_url:
+        console.print(f"Public link: {page.share_url}", soft_wrap=True, highlight=False, markup=False)
+    page.wait()

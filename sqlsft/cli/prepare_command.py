@@ -1,15 +1,25 @@
+"""`sqlsft prepare`: load, format, validate and cache a data set, then show what was prepared."""
+
+import json
 import time
 from pathlib import Path
 
 import typer
 
-from sqlsft.cli.app import app, console
+from sqlsft.cli.app import app, console, err_console
+from sqlsft.data.options import (
+    DEFAULT_DATASET,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_MODEL,
+    DEFAULT_TEMPLATE,
+    SPLIT_SEED,
+)
 
 
 @app.command("prepare")
 def prepare_command(
     dataset: str = typer.Option(
-        "gretelai/synthetic_text_to_sql",
+        DEFAULT_DATASET,
         "--dataset",
         "-d",
         help="'builtin' (offline), a hub data set id, a local dataset folder, or a .jsonl/.json/.csv/.parquet file.",
@@ -23,22 +33,31 @@ def prepare_command(
         "--map",
         help="Column mapping SOURCE=TARGET, e.g. --map question=sql_prompt,context=sql_context,answer=sql.",
     ),
-    template: str = typer.Option("text-to-sql", "--template", help="A shipped template name or a folder."),
+    template: str = typer.Option(
+        DEFAULT_TEMPLATE,
+        "--template",
+        help="A shipped template name or a folder with system/user/assistant.jinja (a workshop prompts/ folder works).",
+    ),
     model: str = typer.Option(
-        "google/gemma-3-270m-it",
-        "--model",
-        help="Tokenizer for token statistics ('embedded', an id or a folder).",
+        DEFAULT_MODEL, "--model", help="Tokenizer for token statistics ('embedded', an id or a folder)."
     ),
     no_token_stats: bool = typer.Option(False, "--no-token-stats", help="Skip the token statistics."),
-    max_length: int = typer.Option(1024, "--max-length", help="Count rows longer than this many tokens."),
+    max_length: int = typer.Option(
+        DEFAULT_MAX_LENGTH, "--max-length", help="Count rows longer than this many tokens."
+    ),
     num_rows: int | None = typer.Option(None, "--num-rows", help="Builtin size, or a cap on the rows read."),
-    seed: int = typer.Option(42, "--seed", help="Seed for the builtin generator and the splits."),
+    seed: int = typer.Option(SPLIT_SEED, "--seed", help="Seed for the builtin generator and the splits."),
     cache: Path | None = typer.Option(None, "--cache-dir", help="Cache folder (default $SQLSFT_CACHE_DIR)."),
     force: bool = typer.Option(False, "--force", help="Rebuild even when cached."),
     num_proc: int | None = typer.Option(None, "--num-proc", help="Worker processes (default: every core)."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print where the data set is and its manifest as JSON (messages go to stderr)."
+    ),
 ) -> None:
     """Load, format, validate (by executing every gold query in SQLite) and cache a text-to-SQL data set."""
-    from sqlsft.data.prepare import PrepareOptions, parse_column_map, prepare, summary_table
+    from sqlsft.cli.views.data import prepare_steps, print_prepared
+    from sqlsft.data.prepare import PrepareOptions, prepare
+    from sqlsft.data.sources import parse_column_map
 
     started = time.perf_counter()
     options = PrepareOptions(
@@ -57,12 +76,11 @@ def prepare_command(
         force=force,
         num_proc=num_proc,
     )
-    prepared = prepare(options, console=console)
-    console.print(summary_table(prepared, time.perf_counter() - started))
-    for split, info in prepared.manifest["validation"].items():
-        if info["skipped"]:
-            shown = ", ".join(str(i) for i in info["skipped_ids"])
-            console.print(
-                f"[yellow]{split}: skipped {info['skipped']} rows with missing or empty "
-                f"{', '.join(info['skipped_missing'])} (ids {shown}{', ...' if info['skipped'] > len(info['skipped_ids']) else ''})[/]"
-            )
+    messages = err_console if as_json else console
+    with prepare_steps(messages) as on_step:
+        prepared = prepare(options, console=messages, on_step=on_step)
+    if as_json:
+        record = {"path": str(prepared.path), "cache_hit": prepared.cache_hit, "manifest": prepared.manifest}
+        typer.echo(json.dumps(record, indent=2, default=str))
+        return
+    print_prepared(prepared, time.perf_counter() - started, console)

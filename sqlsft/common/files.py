@@ -55,3 +55,17 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def now_iso() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def unwritable_reason(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (made if missing), or None when they can: tried for real,
+    since permission bits say nothing about read-only mounts, immutable folders or root."""
+    import tempfile
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None

@@ -8,7 +8,6 @@ config that stops on `<end_of_turn>`, so the offline demo trains a real Gemma 3 
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sqlsft.common.errors import SqlsftError
+from sqlsft.common.hub import RepoKind, hub_error, looks_like_repo_id
 from sqlsft.common.paths import cache_dir, runs_dir
 from sqlsft.models.chat_template import GEMMA_END_OF_TURN
 
@@ -168,37 +168,23 @@ def _in_hf_cache(repo_id: str, revision: str | None) -> bool:
 
 def check_hub_access(repo_id: str, revision: str | None = None) -> None:
     """Raise a one-line SqlsftError if the hub says the model is gated, missing, or cannot be reached."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     token = hf_token()
-    url = f"https://huggingface.co/{repo_id}"
-    endpoint = os.environ.get("HF_ENDPOINT") or None  # read now, so a changed environment is honoured
+    endpoint = (
+        os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    )  # read now: a changed environment counts
     try:
-        HfApi(endpoint=endpoint).auth_check(repo_id, token=token or False)
-    except GatedRepoError:
-        if not token:
-            raise SqlsftError(
-                f"{repo_id} is a gated model and no Hugging Face token is set.",
-                f"Accept its license at {url}, then `hf auth login` (or set HF_TOKEN); "
-                "or train the offline model with --model embedded.",
-            ) from None
-        raise SqlsftError(
-            f"Your Hugging Face token has no access to the gated model {repo_id}.",
-            f"Request access at {url} (accept the license with the account of your token), then retry.",
-        ) from None
-    except RepositoryNotFoundError:
-        raise SqlsftError(
-            f"Model {repo_id} was not found on the Hugging Face hub (or it is private and your token cannot see it).",
-            "Check the id, set HF_TOKEN for a private model, or pass a local folder with --model.",
-        ) from None
-    except HfHubHTTPError as exc:
-        raise SqlsftError(f"The Hugging Face hub refused {repo_id}: {exc}".splitlines()[0]) from None
-    except Exception as exc:  # connection refused, DNS, timeout: the hub is unreachable
-        raise SqlsftError(
-            f"The Hugging Face hub is unreachable ({type(exc).__name__}) and {repo_id} is not in the local cache.",
-            "Use --model embedded (Gemma 3 270M, offline) or a local model folder, or retry with a network.",
-        ) from None
+        # HfApi.auth_check's request, with a timeout: its shared session has none, so a hub that never
+        # answers would hang every train and serve start.
+        answer = get_session().get(
+            f"{endpoint.rstrip('/')}/api/models/{repo_id}/auth-check",
+            headers=build_hf_headers(token=token or False),
+            timeout=HUB_CHECK_TIMEOUT_S,
+        )
+        hf_raise_for_status(answer)
+    except Exception as exc:
+        raise hub_error(exc, repo_id, RepoKind.MODEL, token_set=bool(token)) from None
 
 
 def resolve_model(spec: str, revision: str | None = None, check_access: bool = True) -> ResolvedModel:
@@ -247,19 +233,19 @@ def resolve_model_folder(spec: str | None, console: Console | None = None) -> tu
 
 
 def _model_folder(spec: str | None, console: Console | None) -> tuple[Path, str]:
-    from sqlsft.runs.registry import LATEST, resolve_run
+    from sqlsft.runs.registry import LATEST, is_run_folder, load_run, resolve_run
 
     spec = (spec or LATEST).strip()
     if spec == LATEST:
         run = resolve_run(LATEST)
-        return run_model_dir(run.path), f"latest ({run.name})"
+        return run.final_model_dir(), f"latest ({run.name})"
     if spec == EMBEDDED:
         return embedded_model_dir(console), EMBEDDED
     path = Path(spec).expanduser()
     for candidate in (path, runs_dir() / spec):
         if candidate.is_dir():
-            if (candidate / "status.json").is_file() and not (candidate / "config.json").is_file():
-                return run_model_dir(candidate), candidate.name  # a run folder
+            if is_run_folder(candidate) and not (candidate / "config.json").is_file():
+                return load_run(candidate).final_model_dir(), candidate.name
             return candidate, spec
     if path.exists():
         raise SqlsftError(f"{spec} is a file, not a model folder.", "Pass the folder that holds config.json.")
@@ -271,55 +257,21 @@ def _model_folder(spec: str | None, console: Console | None) -> tuple[Path, str]
     )
 
 
-def run_model_dir(run: Path) -> Path:
-    """A run's final model folder; a clear error (with a checkpoint to use instead) when it has none."""
-    model = run / "model"
-    if model.is_dir():
-        return model
-    status = "unknown"
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        status = json.loads((run / "status.json").read_text(encoding="utf-8")).get("status", status)
-    checkpoints = sorted(run.glob("**/checkpoint-*"), key=lambda p: p.stat().st_mtime)
-    hint = f"Serve a checkpoint instead: sqlsft serve {checkpoints[-1]}" if checkpoints else None
-    raise SqlsftError(f"Run {run.name} has no final model folder (status: {status}).", hint)
-
-
 def _looks_like_hub_id(spec: str) -> bool:
-    parts = spec.split("/")
-    return (
-        len(parts) == 2
-        and all(parts)
-        and not spec.startswith((".", "~"))
-        and all(c.isalnum() or c in "-_." for c in spec.replace("/", ""))
-    )
+    return spec.count("/") == 1 and looks_like_repo_id(spec)
 
 
 def _hub_snapshot(repo_id: str) -> Path:
     """A hub model's local snapshot: from the cache if there, else downloaded (config, weights, tokenizer)."""
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
     patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"]
     with contextlib.suppress(Exception):
         return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    hint = "Pass a local model folder or run, or check your network (`sqlsft env` shows whether the hub answers)."
     try:
         return Path(snapshot_download(repo_id, allow_patterns=patterns))
-    except GatedRepoError as exc:
-        raise SqlsftError(
-            f"'{repo_id}' is gated on the Hugging Face hub.",
-            f"Accept its licence on https://huggingface.co/{repo_id} and log in (`hf auth login` or HF_TOKEN).",
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise SqlsftError(f"No model '{repo_id}' on the Hugging Face hub (or it is private).", hint) from exc
-    except LocalEntryNotFoundError as exc:
-        raise SqlsftError(
-            f"'{repo_id}' is not in the local cache and the Hugging Face hub is unreachable.", hint
-        ) from exc
-    except Exception as exc:  # network and HTTP errors of every kind
-        raise SqlsftError(
-            f"Could not download '{repo_id}' from the Hugging Face hub: {type(exc).__name__}.", hint
-        ) from exc
+    except Exception as exc:
+        raise hub_error(exc, repo_id, RepoKind.MODEL) from exc
 
 
 def model_weight_bytes(resolved: ResolvedModel) -> int | None:

@@ -5,19 +5,23 @@ comparison work is the SQL sandbox's (`sqlsft.sql.sandbox`); this module decides
 means and how the scores add up.
 """
 
-import logging
 import re
 from dataclasses import asdict, dataclass
 
-from sqlsft.sql.sandbox import QueryResult, extract_sql, query_orders_rows, results_match, run_query
+from sqlsft.sql.compare import FLOAT_ABS_TOL, FLOAT_REL_TOL, INTEGER_REL_TOL, Verdict, compare_results
+from sqlsft.sql.pool import GRACE_S, SandboxFailed, SandboxStopped
+from sqlsft.sql.results import DEFAULT_LIMITS, MIB, QueryResult
+from sqlsft.sql.sandbox import run_in_sandbox, run_query
+from sqlsft.sql.statements import extract_sql, query_orders_rows
 
 QUERY_TIMEOUT_S = 2.0
 MAX_ROWS = 1000
-FLOAT_TOL = 1e-6
+FLOAT_TOL = FLOAT_REL_TOL
+MAX_ANSWER_BYTES = 1 * MIB  # a longer answer is not read at all
 
 # What happened to one example. Only "correct" and "wrong" count in execution accuracy; the
 # others say why no comparison could be made and are reported apart.
-CORRECT, WRONG, ERROR, TIMEOUT, NO_SQL, GOLD_ERROR, REQUEST_ERROR = (
+CORRECT, WRONG, ERROR, TIMEOUT, NO_SQL, GOLD_ERROR, REQUEST_ERROR, TOO_LARGE = (
     "correct",
     "wrong",
     "error",
@@ -25,28 +29,43 @@ CORRECT, WRONG, ERROR, TIMEOUT, NO_SQL, GOLD_ERROR, REQUEST_ERROR = (
     "no_sql",
     "gold_error",
     "request_error",
+    "too_large",
 )
-OUTCOMES = (CORRECT, WRONG, ERROR, TIMEOUT, NO_SQL, GOLD_ERROR, REQUEST_ERROR)
+OUTCOMES = (CORRECT, WRONG, ERROR, TIMEOUT, NO_SQL, GOLD_ERROR, REQUEST_ERROR, TOO_LARGE)
 
+_LIMITS = DEFAULT_LIMITS
 SCORING_RULES = [
     "The predicted query is the first ```sql block of the model's answer (else its first fenced block, "
-    "else bare SQL); exactly one statement may run.",
+    f"else bare SQL); exactly one statement may run. Answers over {MAX_ANSWER_BYTES // MIB} MiB are not read.",
     "Gold and predicted queries each run in a fresh in-memory SQLite database built from the row's schema "
-    f"(MySQL statements SQLite rejects are transpiled with sqlglot), {QUERY_TIMEOUT_S:g} s per query, "
-    f"at most {MAX_ROWS} rows fetched; ATTACH, PRAGMA and extension loading are refused.",
+    "(MySQL statements SQLite rejects are transpiled with sqlglot), in a separate sandbox process; "
+    "ATTACH, PRAGMA, VACUUM and extension loading are refused.",
+    f"Time: the schema, the query and the reading back of tables each get {QUERY_TIMEOUT_S:g} s; SQLite's "
+    f"progress handler stops a query at its deadline, and the sandbox process is killed {GRACE_S:g} s after "
+    "it when one long function call keeps it busy (timeout).",
+    f"Memory: SQLite's heap is capped at {_LIMITS.heap_bytes // MIB} MiB, each database at "
+    f"{_LIMITS.db_pages * 4 // 1024} MiB, one value at {_LIMITS.value_bytes // MIB} MiB, the sandbox process "
+    f"at {_LIMITS.address_space_bytes // MIB} MiB of address space; SQL over {_LIMITS.sql_bytes // MIB} MiB, "
+    f"a schema over {_LIMITS.schema_bytes // MIB} MiB, or text that is not valid Unicode is refused.",
+    f"Rows: at most {MAX_ROWS} rows and {_LIMITS.result_bytes // MIB} MiB of values are kept per query; every "
+    "further row is counted and hashed. A result cut that way is equal only if the full row counts agree "
+    "and the hashes of all rows do; where floats or several possible column orders leave that open, the "
+    "example is reported apart (too_large) and counts as not correct.",
     "Results compare as multisets of rows; row order counts only when the gold query has a top-level ORDER BY.",
-    f"Floats compare with a tolerance of {FLOAT_TOL:g} (relative and absolute); integers and text exactly; "
-    "NULL equals NULL; column names and column order are ignored.",
+    f"Numbers compare within a relative tolerance of {FLOAT_TOL:g} (absolute {FLOAT_ABS_TOL:g} near zero), "
+    f"which absorbs float rounding noise only; an integer against a float within {INTEGER_REL_TOL:g}; two "
+    "integers exactly; text exactly; NULL equals NULL; column names and column order are ignored.",
     "execution_accuracy: the prediction returns exactly the gold's columns (in any order) and rows. "
     "execution_accuracy_lenient: the prediction may return extra columns if a projection of it matches.",
     "Data-manipulation answers (INSERT, UPDATE, DELETE, ...) are scored by the database state after the "
     "statement: every table must hold the gold's rows (as multisets).",
     "Execution accuracy counts only rows whose gold query executes; rows whose gold fails are reported "
     "apart (gold_error).",
-    "Errors, timeouts, refused statements, answers without SQL and failed requests are counted apart "
-    "from wrong answers; all of them count as not correct.",
+    "Errors, timeouts, refused statements, answers without SQL, results too large to compare and failed "
+    "requests are counted apart from wrong answers; all of them count as not correct.",
     "exact_match: predicted and gold SQL are equal after sqlglot normalization (parsed as MySQL, "
-    "regenerated with normalized identifiers; case, whitespace, formatting and a final semicolon ignored).",
+    "regenerated with normalized identifiers; case, whitespace, formatting and a final semicolon ignored); "
+    f"sqlglot also runs in the sandbox, within {QUERY_TIMEOUT_S:g} s (over it: no exact match, does not parse).",
     "valid_sql: the prediction executes without error, over the rows whose schema builds.",
 ]
 
@@ -71,39 +90,6 @@ class ExampleScore:
         return asdict(self)
 
 
-def normalize_sql(sql: str) -> str:
-    """One canonical text per query for exact match: sqlglot's MySQL rendering with normalized identifiers."""
-    text = (sql or "").strip().rstrip(";").strip()
-    if not text:
-        return ""
-    try:
-        import sqlglot
-
-        logging.getLogger("sqlglot").setLevel(logging.ERROR)
-        trees = [t for t in sqlglot.parse(text, read="mysql") if t is not None]
-        if trees:
-            return ";\n".join(t.sql(dialect="mysql", normalize=True) for t in trees)
-    except Exception:
-        pass
-    return " ".join(text.split()).lower()
-
-
-def sql_parses(sql: str) -> bool:
-    """sqlglot reads the text as SQL statements (not as a bare expression such as `SELEC name`)."""
-    if not (sql or "").strip():
-        return False
-    try:
-        import sqlglot
-        from sqlglot import exp
-
-        logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "falling back to a Command" is no news
-        statements = (exp.Query, exp.DML, exp.DDL, exp.Drop, exp.Alter, exp.TruncateTable, exp.Command)
-        trees = [t for t in sqlglot.parse(sql, read="mysql") if t is not None]
-        return bool(trees) and all(isinstance(t, statements) for t in trees)
-    except Exception:
-        return False
-
-
 _DML = re.compile(r"^\s*(INSERT|UPDATE|DELETE|REPLACE|CREATE|ALTER|DROP|TRUNCATE|MERGE)\b", re.IGNORECASE)
 
 
@@ -114,10 +100,31 @@ def _is_dml(sql: str, result: QueryResult) -> bool:
 
 def run_gold(schema: str, gold_sql: str, *, timeout_s: float = QUERY_TIMEOUT_S) -> QueryResult:
     """The gold query's result; for data-manipulation queries with the tables after the statement."""
-    result = run_query(schema, gold_sql, timeout_s=timeout_s, max_rows=MAX_ROWS, include_state=True)
-    if not _is_dml(gold_sql, result):
-        result.state = None  # SELECTs compare by rows only
+
+    def run(include_state: bool) -> QueryResult:
+        return run_query(
+            schema, gold_sql, timeout_s=timeout_s, max_rows=MAX_ROWS, include_state=include_state, digest=True
+        )
+
+    # SELECTs compare by rows only: reading every table back for them would only cost time.
+    result = run(include_state=bool(_DML.match(gold_sql or "")))
+    if result.state is None and _is_dml(
+        gold_sql, result
+    ):  # e.g. WITH ... DELETE: no rows, so it changes data
+        result = run(include_state=True)
     return result
+
+
+def _judge_text(predicted_sql: str, gold_sql: str, timeout_s: float) -> tuple[bool, bool]:
+    """(exact match, parses), by sqlglot in the sandbox: parsing untrusted text gets a time limit too."""
+    if (
+        not predicted_sql or len(predicted_sql) > DEFAULT_LIMITS.sql_bytes
+    ):  # too long to run: not judged either
+        return False, False
+    try:
+        return run_in_sandbox("judge_text", (predicted_sql, gold_sql, timeout_s), timeout_s)
+    except (SandboxStopped, SandboxFailed):
+        return False, False
 
 
 def score_prediction(
@@ -137,8 +144,7 @@ def score_prediction(
     predicted_sql = (predicted_sql or "").strip()
     is_dml = _is_dml(gold_sql, gold)
     ordered = (not is_dml) and query_orders_rows(gold_sql)
-    exact = bool(predicted_sql) and normalize_sql(predicted_sql) == normalize_sql(gold_sql)
-    parses = sql_parses(predicted_sql)
+    exact, parses = _judge_text(predicted_sql, gold_sql, timeout_s)
 
     common = {
         "exact_match": exact,
@@ -151,10 +157,20 @@ def score_prediction(
         predicted = QueryResult("no_sql", [], [], "The answer holds no SQL.")
     else:
         predicted = run_query(
-            schema, predicted_sql, timeout_s=timeout_s, max_rows=MAX_ROWS, include_state=is_dml
+            schema,
+            predicted_sql,
+            timeout_s=timeout_s,
+            max_rows=MAX_ROWS,
+            include_state=is_dml,
+            digest=True,
         )
     schema_builds = predicted.status != "schema_error" and gold.status != "schema_error"
     valid = predicted.ok if schema_builds else None
+    statuses = {
+        "predicted_sql": predicted_sql,
+        "gold_status": gold.status,
+        "predicted_status": predicted.status,
+    }
 
     if not gold.ok:
         return ExampleScore(
@@ -162,10 +178,8 @@ def score_prediction(
             execution_match=None,
             execution_match_lenient=None,
             valid_sql=valid,
-            predicted_sql=predicted_sql,
-            gold_status=gold.status,
-            predicted_status=predicted.status,
             error=f"gold: {gold.error or gold.status}",
+            **statuses,
             **common,
         )
     if not predicted.ok:
@@ -175,37 +189,58 @@ def score_prediction(
             execution_match=False,
             execution_match_lenient=False,
             valid_sql=valid,
-            predicted_sql=predicted_sql,
-            gold_status=gold.status,
-            predicted_status=predicted.status,
             error=predicted.error or predicted.status,
+            **statuses,
             **common,
         )
-    strict = results_match(gold, predicted, ordered=ordered, float_tol=float_tol)
-    lenient = strict or results_match(
-        gold, predicted, ordered=ordered, float_tol=float_tol, allow_extra_columns=True
-    )
+    strict = compare_results(gold, predicted, ordered=ordered, float_tol=float_tol)
+    lenient = strict
+    if strict != Verdict.MATCH:
+        lenient = compare_results(
+            gold, predicted, ordered=ordered, float_tol=float_tol, allow_extra_columns=True
+        )
+    outcome = {Verdict.MATCH: CORRECT, Verdict.MISMATCH: WRONG, Verdict.UNDECIDED: TOO_LARGE}[strict]
+    error = None
+    if outcome == TOO_LARGE:
+        error = (
+            f"cannot score: a result was cut at {MAX_ROWS} rows or {DEFAULT_LIMITS.result_bytes // MIB} MiB "
+            "and the hashes of all its rows cannot tell (floats, or several possible column orders)"
+        )
     return ExampleScore(
-        outcome=CORRECT if strict else WRONG,
-        execution_match=strict,
-        execution_match_lenient=lenient,
+        outcome=outcome,
+        execution_match=strict == Verdict.MATCH,
+        execution_match_lenient=lenient == Verdict.MATCH,
         valid_sql=valid,
-        predicted_sql=predicted_sql,
-        gold_status=gold.status,
-        predicted_status=predicted.status,
+        error=error,
+        **statuses,
         **common,
     )
 
 
 def score_answer(schema: str, gold_sql: str, answer: str, **kwargs) -> ExampleScore:
     """Score a model's whole answer text: the SQL is read out of it first (see `extract_sql`)."""
-    return score_prediction(schema, gold_sql, extract_sql(answer or ""), **kwargs)
+    answer = answer or ""
+    if len(answer) > MAX_ANSWER_BYTES:  # characters: at least as many bytes
+        gold = kwargs.get("gold") or run_gold(
+            schema, gold_sql, timeout_s=kwargs.get("timeout_s", QUERY_TIMEOUT_S)
+        )
+        return _refused(
+            gold_sql,
+            gold,
+            f"the answer is {len(answer) / MIB:.1f} MiB: over {MAX_ANSWER_BYTES // MIB} MiB, not read",
+        )
+    return score_prediction(schema, gold_sql, extract_sql(answer), **kwargs)
 
 
 def request_failed(gold_sql: str, gold: QueryResult, error: str) -> ExampleScore:
     """The score of an example whose request to the model failed: no answer, so not correct."""
+    return _refused(gold_sql, gold, error, REQUEST_ERROR)
+
+
+def _refused(gold_sql: str, gold: QueryResult, error: str, outcome: str = ERROR) -> ExampleScore:
+    """The score of an example with no prediction to run: not correct."""
     return ExampleScore(
-        outcome=REQUEST_ERROR,
+        outcome=outcome,
         execution_match=False if gold.ok else None,
         execution_match_lenient=False if gold.ok else None,
         exact_match=False,
@@ -216,7 +251,7 @@ def request_failed(gold_sql: str, gold: QueryResult, error: str) -> ExampleScore
         ordered=query_orders_rows(gold_sql),
         predicted_sql="",
         gold_status=gold.status,
-        predicted_status="request_error",
+        predicted_status=outcome,
         error=error,
     )
 

@@ -248,12 +248,21 @@ def read_yaml(path: Path) -> dict:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SqlsftError(f"Config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise SqlsftError(
+            f"Config file {path} is a folder.", "Pass a YAML file laid out like a preset."
+        ) from None
+    except UnicodeDecodeError:
+        raise SqlsftError(
+            f"Config file {path} is not a text file (not UTF-8).", "Pass a YAML file laid out like a preset."
+        ) from None
+    except OSError as exc:
+        raise SqlsftError(f"Cannot read config file {path}: {exc.strerror or exc}.") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise SqlsftError(
-            f"Config file {path}{where} is not valid YAML: {getattr(exc, 'problem', exc)}."
-        ) from None
+        problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]  # a ReaderError has no `problem`
+        raise SqlsftError(f"Config file {path}{where} is not valid YAML: {problem}.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -378,6 +387,11 @@ def resolve_config(
     if dataset:
         config.data["dataset"] = dataset
     if max_steps is not None:
+        if max_steps < 1:
+            raise SqlsftError(
+                f"--max-steps {max_steps}: give a number of optimizer steps, at least 1.",
+                "Leave it out to train for the config's num_train_epochs.",
+            )
         config.training["max_steps"] = check_value(table["training"]["max_steps"], max_steps, "--max-steps")
     if report_to:
         config.training["report_to"] = report_to
@@ -386,6 +400,12 @@ def resolve_config(
         getattr(config, section)[key] = check_value(table[section][key], value, f"--set {key}")
     if overrides:
         config.sources.append("--set " + " ".join(overrides))
+    steps = config.training.get("max_steps")
+    if isinstance(steps, int) and steps != -1 and steps < 1:  # TRL: -1 (its default) means "train the epochs"
+        raise SqlsftError(
+            f"training.max_steps = {steps}: give a number of optimizer steps, at least 1.",
+            "Or -1 (TRL's default) to train for num_train_epochs.",
+        )
     if not config.model.get("model_name_or_path"):
         raise SqlsftError("No model given.", "Set model.model_name_or_path in the config, or pass --model.")
     if config.model.get("use_peft"):
@@ -399,11 +419,14 @@ def resolve_config(
 def load_resolved(path: Path) -> TrainConfig:
     """Read a run folder's config.yaml back (already resolved: no preset lookup)."""
     raw = read_yaml(path)
+    sections = {name: raw.get(name) or {} for name in SECTIONS}
+    for name, values in sections.items():
+        if not isinstance(values, dict):
+            raise SqlsftError(f"{path}: `{name}:` must be a mapping of keys to values.")
+    sources = raw.get("sources") or []
     return TrainConfig(
         preset=str(raw.get("preset") or "custom"),
         description=str(raw.get("description") or ""),
-        data=dict(raw.get("data") or {}),
-        model=dict(raw.get("model") or {}),
-        training=dict(raw.get("training") or {}),
-        sources=list(raw.get("sources") or []),
+        sources=list(sources) if isinstance(sources, list) else [str(sources)],
+        **sections,
     )

@@ -16,7 +16,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import yaml
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.hardware import Hardware
+from sqlsft.common.processes import shell_line, signal_group
 
 WORKER_MODULE = "sqlsft.train.worker"
 STRATEGIES = ("ddp", "fsdp")
@@ -154,6 +154,15 @@ def plan_launch(
     return _with_port(plan), notes
 
 
+def mixed_precision(training: dict) -> str:
+    """accelerate's mixed_precision for a config's training section."""
+    if training.get("bf16"):
+        return "bf16"
+    if training.get("fp16"):
+        return "fp16"
+    return "no"
+
+
 def _with_port(plan: LaunchPlan) -> LaunchPlan:
     if plan.main_port is not None or not plan.distributed:
         return plan
@@ -239,10 +248,6 @@ def launch_command(config_file: Path, run_dir: Path, resume_from: Path | None = 
     return command
 
 
-def shell_line(command: list[str]) -> str:
-    return shlex.join(command)
-
-
 def write_launch_script(command: list[str], path: Path, env: dict[str, str] | None = None) -> Path:
     """launch.sh: the exact command, runnable by hand from any folder."""
     lines = [
@@ -259,22 +264,6 @@ def write_launch_script(command: list[str], path: Path, env: dict[str, str] | No
 
 
 # ---------------------------------------------------------------- the subprocess
-
-
-def start(command: list[str], log_file: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """Start `accelerate launch` in its own process group, its output appended to the log file."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    with open(log_file, "ab") as log:
-        log.write(f"$ {shell_line(command)}\n".encode())
-        log.flush()
-        return subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=full_env,
-            start_new_session=True,  # Ctrl-C in the terminal reaches sqlsft only; sqlsft stops the workers
-        )
 
 
 def worker_pids(process: subprocess.Popen) -> list[int]:
@@ -298,35 +287,9 @@ def worker_pids(process: subprocess.Popen) -> list[int]:
 def request_stop(process: subprocess.Popen) -> None:
     """Ask the ranks to checkpoint and stop after the current step (they agree on the step among themselves)."""
     pids = worker_pids(process)
-    if not pids:  # still starting up: nothing to save yet, stop the launcher
-        _signal_group(process, signal.SIGTERM)
+    if not pids:  # still starting up: nothing to save yet, stop the launcher (its group is its pid)
+        signal_group(process.pid, signal.SIGTERM)
         return
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-def group_alive(process: subprocess.Popen) -> bool:
-    try:
-        os.killpg(process.pid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-
-
-def kill_group(process: subprocess.Popen, grace_s: float = 5.0) -> None:
-    """Leave no process behind: SIGTERM the whole group, then SIGKILL what is left."""
-    if process.poll() is None or group_alive(process):
-        _signal_group(process, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        while group_alive(process) and time.monotonic() < deadline:
-            process.poll()
-            time.sleep(0.1)
-        _signal_group(process, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace_s)
