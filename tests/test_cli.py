@@ -1,8 +1,6 @@
 """The CLI shell: version, help listing every subcommand, `sqlsft env`, usage errors."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,13 +9,7 @@ from tests.cli_runner import run_process
 
 
 def sqlsft(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "sqlsft", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=300,
-    )
+    return run_process(*args, env=env, timeout=300)
 
 
 def test_version():

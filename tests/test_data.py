@@ -322,10 +322,9 @@ def test_prepared_can_be_found_opened_and_split(tmp_path):
 
 
 def test_token_statistics_with_the_model_tokenizer_in_one_and_several_processes(tmp_path, tiny_model_dir):
-    from datasets import Dataset
     from transformers import AutoTokenizer
 
-    from sqlsft.data.token_stats import add_token_counts
+    from sqlsft.data.token_stats import token_statistics
 
     prepared = prepare(options(tmp_path, dataset="builtin", num_rows=40, model=str(tiny_model_dir)))
     tokens = prepared.manifest["tokens"]
@@ -337,8 +336,8 @@ def test_token_statistics_with_the_model_tokenizer_in_one_and_several_processes(
         tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=False)
     )
 
-    rows = Dataset.from_list([{"prompt": row["prompt"], "completion": row["completion"]}] * 2100)
-    one, stats_one = add_token_counts({"train": rows}, tokenizer, max_length=8, num_proc=1)
-    two, stats_two = add_token_counts({"train": rows}, tokenizer, max_length=8, num_proc=2)
-    assert one["train"]["num_tokens"] == two["train"]["num_tokens"] and stats_one == stats_two
+    rows = [{"prompt": row["prompt"], "completion": row["completion"]}] * 2100
+    stats_one, lengths_one = token_statistics(tokenizer, rows, max_length=8, num_proc=1)
+    stats_two, lengths_two = token_statistics(tokenizer, rows, max_length=8, num_proc=2)
+    assert lengths_one == lengths_two == [row["num_tokens"]] * 2100 and stats_one == stats_two
     assert stats_one["over_max_length"] == 2100

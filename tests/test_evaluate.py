@@ -18,7 +18,7 @@ from sqlsft.eval.compare import compare_results
 from sqlsft.eval.evaluate import EvalResult
 from sqlsft.eval.options import EvalOptions
 from sqlsft.eval.report import build_report
-from sqlsft.eval.report_folder import PREDICTIONS_FILE, REPORT_FILE
+from sqlsft.eval.report_folder import PREDICTIONS_FILE, REPORT_FILE, latest_execution_accuracy
 from sqlsft.eval.rows import load_rows
 from sqlsft.eval.score_rows import run_rows
 from tests.cli_runner import SQLSFT, invoke, one_error_line, run_process
@@ -411,7 +411,9 @@ def test_eval_compare_starts_and_stops_a_server_per_model(sql_dataset, scripted_
     reports = list(run_dir.glob(f"eval/test-*/{REPORT_FILE}"))
     assert len(reports) == 1
     _check_scripted_report(json.loads(reports[0].read_text()))
-    assert runs.resolve_run(run_dir.name).latest_accuracy() == round(2 / 3, 4)  # what `sqlsft runs` shows
+    assert latest_execution_accuracy(runs.resolve_run(run_dir.name).path) == round(
+        2 / 3, 4
+    )  # what `sqlsft runs` shows
     comparison = json.loads(next((runs_dir() / "eval").glob("compare-*/compare.json")).read_text())
     assert comparison["a"]["model"] == run_dir.name and comparison["rows"] == 4
     assert comparison["metrics"]["execution_accuracy"]["a"] == round(2 / 3, 4)

@@ -7,6 +7,7 @@ import pytest
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.files import read_json, write_json
+from sqlsft.eval.report_folder import latest_execution_accuracy
 from sqlsft.runs import registry as runs
 from sqlsft.runs.checkpoints import CHECKPOINT_FILES, missing_checkpoint_files
 from sqlsft.runs.metrics import metrics_file
@@ -73,13 +74,13 @@ def test_a_running_run_whose_process_is_gone_reads_as_interrupted(tmp_path):
 def test_latest_eval_accuracy(tmp_path):
     folder = make_run(tmp_path, "r", "completed", 1.0)
     run = runs.load_run(folder)
-    assert run.latest_accuracy() is None
+    assert latest_execution_accuracy(run.path) is None
     old = write_json(folder / "eval" / "test-1" / "report.json", {"execution_accuracy": 0.25})
     new = write_json(folder / "eval" / "test-2" / "report.json", {"execution_accuracy": 0.5})
     os.utime(old, (1, 1))
-    assert run.latest_accuracy() == 0.5
+    assert latest_execution_accuracy(run.path) == 0.5
     os.utime(new, (0, 0))
-    assert run.latest_accuracy() == 0.25
+    assert latest_execution_accuracy(run.path) == 0.25
 
 
 def test_new_run_dirs_never_collide_and_status_updates_merge(tmp_path):

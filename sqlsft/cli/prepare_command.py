@@ -55,7 +55,7 @@ def prepare_command(
     ),
 ) -> None:
     """Load, format, validate (by executing every gold query in SQLite) and cache a text-to-SQL data set."""
-    from sqlsft.cli.views.data import prepare_steps, print_prepared
+    from sqlsft.cli.views.data import prepare_progress, print_prepared
     from sqlsft.data.prepare import PrepareOptions, prepare
     from sqlsft.data.sources import parse_column_map
 
@@ -77,8 +77,8 @@ def prepare_command(
         num_proc=num_proc,
     )
     messages = err_console if as_json else console
-    with prepare_steps(messages) as on_step:
-        prepared = prepare(options, console=messages, on_step=on_step)
+    with prepare_progress(messages) as progress:
+        prepared = prepare(options, console=messages, progress=progress)
     if as_json:
         record = {"path": str(prepared.path), "cache_hit": prepared.cache_hit, "manifest": prepared.manifest}
         typer.echo(json.dumps(record, indent=2, default=str))

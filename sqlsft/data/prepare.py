@@ -7,8 +7,8 @@ that result (`Prepared`); nothing downstream re-does the per-row work.
 
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict
+from typing import Protocol
 
 from rich.console import Console
 
@@ -20,9 +20,30 @@ from sqlsft.data.prompts import load_templates
 from sqlsft.data.rows import process_split
 from sqlsft.data.sources import apply_column_map, load_source
 from sqlsft.data.splits import split_rows
-from sqlsft.data.token_stats import add_token_counts, load_stats_tokenizer
+from sqlsft.data.token_stats import load_stats_tokenizer, token_statistics
 
-StepReporter = Callable[[str], None]  # told what prepare does next, e.g. "train: formatting 10,800 rows"
+
+class PrepareProgress(Protocol):
+    """What prepare tells while it works (the CLI draws it; see sqlsft.cli.views.data)."""
+
+    def step(self, description: str, total: int | None = None) -> None:
+        """A new step, with the number of rows it goes through when it counts them."""
+
+    def advance(self, rows: int) -> None:
+        """Rows of the current step are done."""
+
+
+class _StepLines:
+    """The progress of a caller that draws none: one line per step."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def step(self, description: str, total: int | None = None) -> None:
+        self.console.print(f"  {description}" + (f" ({total:,} rows)" if total else ""), highlight=False)
+
+    def advance(self, rows: int) -> None:
+        pass
 
 
 def _default_workers() -> int:
@@ -30,11 +51,11 @@ def _default_workers() -> int:
 
 
 def prepare(
-    options: PrepareOptions, console: Console | None = None, on_step: StepReporter | None = None
+    options: PrepareOptions, console: Console | None = None, progress: PrepareProgress | None = None
 ) -> Prepared:
     """Prepare (or find in the cache) the data set described by `options`."""
     console = console or Console(stderr=True)
-    step = on_step or (lambda text: console.print(f"  {text}", highlight=False))
+    progress = progress or _StepLines(console)
     started = time.perf_counter()
     templates = load_templates(options.template)
     key, key_data = cache.fingerprint(options, templates.sources)
@@ -50,40 +71,47 @@ def prepare(
 
     import datasets
 
-    datasets.disable_progress_bars()  # prepare reports its steps itself; datasets' bars would interleave
+    datasets.disable_progress_bars()  # prepare reports its progress itself; datasets' bars would interleave
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its load errors become our one line
     num_proc = options.num_proc or _default_workers()
 
-    step(f"loading {options.dataset}")
-    splits = split_rows(
-        apply_column_map(load_source(options), options.column_map, options.dataset), options.seed
-    )
-    processed, report = {}, {}
+    progress.step(f"loading {options.dataset}")
+    raw = load_source(options)
+    splits = split_rows(apply_column_map(raw, options.column_map, options.dataset), seed=options.seed)
+    processed: dict[str, list[dict]] = {}
+    report: dict[str, dict] = {}
     for name, data in splits.items():
-        step(f"{name}: formatting and running {len(data):,} gold queries")
-        processed[name], report[name] = process_split(data, templates, num_proc)
-    if not len(processed["train"]):
+        progress.step(f"{name}: formatting", total=len(data))
+        processed[name], report[name] = process_split(data.to_list(), templates, num_proc, progress.advance)
+    if not processed["train"]:
         raise SqlsftError(
             f"No usable rows left in '{options.dataset}' after skipping {report['train']['skipped']} "
-            "with missing or empty fields, or SQL too large to format.",
+            "with missing or empty fields (or SQL too large to format).",
             "Check the column mapping (--map) and the data.",
         )
 
     tokens = None
     tokenizer = load_stats_tokenizer(options.model, console)
     if tokenizer is not None:
-        step("counting tokens")
-        processed, tokens = add_token_counts(processed, tokenizer, options.max_length, num_proc)
+        everything = [row for rows in processed.values() for row in rows]
+        progress.step("counting tokens", total=len(everything))
+        tokens, lengths = token_statistics(
+            tokenizer, everything, options.max_length, num_proc, progress.advance
+        )
+        for row, length in zip(everything, lengths, strict=True):
+            row["num_tokens"] = length
 
-    step("saving")
-    dataset = datasets.DatasetDict({name: data for name, data in processed.items() if len(data)})
+    progress.step("saving")
+    dataset = datasets.DatasetDict(
+        {name: datasets.Dataset.from_list(rows) for name, rows in processed.items() if rows}
+    )
     manifest: Manifest = {
         "fingerprint": key,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "options": {k: v for k, v in asdict(options).items() if k not in RUNTIME_FIELDS},
         "key": key_data,
         "template": {"name": templates.name, "folder": str(templates.folder)},
-        "rows": {name: len(data) for name, data in processed.items()},
+        "rows": {name: len(rows) for name, rows in processed.items()},
         "validation": report,
         "tokens": tokens,
         "seconds": round(time.perf_counter() - started, 2),

@@ -1,14 +1,20 @@
 """Token statistics of prepared rows with the model's tokenizer and chat template: how long the rows are, and
 how many exceed --max-length (training would cut them)."""
 
+import tempfile
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 
 from sqlsft.common.formatting import percentile
+from sqlsft.data.parallel import map_chunks
 from sqlsft.models.chat_template import ensure_chat_template
 
 PARALLEL_MIN_ROWS = 2000  # below this, worker processes cost more than they save
+CHUNK_ROWS = 1000
+
+_worker_tokenizer = None
 
 
 def load_stats_tokenizer(model: str | None, console: Console):
@@ -34,32 +40,35 @@ def load_stats_tokenizer(model: str | None, console: Console):
         return None
 
 
-def _count_tokens(batch: dict[str, list], tokenizer) -> dict[str, list[int]]:
-    return {
-        "num_tokens": [
-            len(tokenizer.apply_chat_template(prompt + completion, tokenize=True, return_dict=False))
-            for prompt, completion in zip(batch["prompt"], batch["completion"], strict=True)
-        ]
-    }
+def _init_token_worker(tokenizer_folder: str) -> None:
+    global _worker_tokenizer
+    from transformers import AutoTokenizer
+
+    _worker_tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder)
 
 
-def add_token_counts(splits: dict[str, Any], tokenizer, max_length: int, num_proc: int):
-    """(the splits with a `num_tokens` column, statistics over all their rows)."""
-    total = sum(len(data) for data in splits.values())
-    parallel = num_proc if num_proc > 1 and total >= PARALLEL_MIN_ROWS else None
-    counted = {
-        name: data.map(
+def _count_tokens(conversations: list[list[dict]]) -> list[int]:
+    return [
+        len(_worker_tokenizer.apply_chat_template(c, tokenize=True, return_dict=False)) for c in conversations
+    ]
+
+
+def token_statistics(
+    tokenizer, rows: list[dict], max_length: int, num_proc: int, advance: Callable[[int], None] | None = None
+) -> tuple[dict[str, Any], list[int]]:
+    """(statistics over the rows, each row's length in tokens: prompt and completion in the chat template)."""
+    conversations = [r["prompt"] + r["completion"] for r in rows]
+    with tempfile.TemporaryDirectory() as folder:
+        tokenizer.save_pretrained(folder)  # each worker loads it from here
+        lengths = map_chunks(
             _count_tokens,
-            batched=True,
-            fn_kwargs={"tokenizer": tokenizer},
-            num_proc=parallel if parallel and len(data) >= parallel else None,
-            load_from_cache_file=False,
-            keep_in_memory=True,
-            new_fingerprint=f"num-tokens-{name}",  # hashing a tokenizer is slow, and nothing is cached
+            conversations,
+            num_proc=num_proc if len(conversations) >= PARALLEL_MIN_ROWS else 1,
+            chunk_size=CHUNK_ROWS,
+            initializer=_init_token_worker,
+            initargs=(folder,),
+            advance=advance,
         )
-        for name, data in splits.items()
-    }
-    lengths = [n for data in counted.values() for n in data["num_tokens"]]
     stats = {
         "tokenizer": getattr(tokenizer, "name_or_path", ""),
         "p50": round(percentile(lengths, 0.5) or 0),
@@ -68,4 +77,4 @@ def add_token_counts(splits: dict[str, Any], tokenizer, max_length: int, num_pro
         "max_length": max_length,
         "over_max_length": sum(1 for n in lengths if n > max_length),
     }
-    return counted, stats
+    return stats, lengths

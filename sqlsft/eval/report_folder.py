@@ -66,6 +66,16 @@ class EvalPlan:
         return {**asdict(self), "key": self.key}
 
 
+def latest_execution_accuracy(run_path: Path) -> float | None:
+    """execution_accuracy of the newest finished eval report of a run (what `sqlsft runs` shows), if any."""
+    reports = sorted(Path(run_path).glob(f"eval/*/{REPORT_FILE}"), key=_mtime, reverse=True)
+    for report in reports:
+        value = read_json(report).get("execution_accuracy")
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
 def reports_root(run=None) -> Path:
     """Where an eval's report folder goes: into the run's folder, else runs/eval/."""
     return Path(run.path) / "eval" if run is not None else runs_dir() / "eval"

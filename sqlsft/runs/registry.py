@@ -108,15 +108,6 @@ class Run(RunFolder):
     def duration_s(self) -> float | None:
         return self.record.duration_s
 
-    def latest_accuracy(self) -> float | None:
-        """execution_accuracy of the newest eval report under eval/*/report.json, if any."""
-        reports = sorted(self.path.glob("eval/*/report.json"), key=lambda p: p.stat().st_mtime, reverse=True)
-        for report in reports:
-            value = read_json(report).get("execution_accuracy")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
-        return None
-
     def final_model_dir(self) -> Path:
         """model/, or a clear error (naming a checkpoint to use instead) when the run has none."""
         if self.model_dir.is_dir():

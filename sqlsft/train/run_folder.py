@@ -40,7 +40,7 @@ def create_run(
             model=config.model_name,
             model_path=model_path,
             data_path=str(prepared.path),
-            data_manifest=str(prepared.path.parent / "manifest.json"),
+            data_manifest=str(prepared.manifest_path),
             data_cache_hit=prepared.cache_hit,
             data_token_counts=counted_with(prepared.manifest, config.model_name),
         ),

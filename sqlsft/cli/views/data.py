@@ -2,9 +2,9 @@
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sqlsft.cli.views.output import print_full
@@ -12,14 +12,40 @@ from sqlsft.common.formatting import percent
 from sqlsft.data.cache import Prepared
 
 
+class _ProgressBars:
+    """prepare's steps as Rich progress bars, one per step (a PrepareProgress)."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: TaskID | None = None
+
+    def finish(self) -> None:
+        """Mark the current step done (a step without a row count shows as one unit)."""
+        if self.task is not None:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            done = task.completed if task.total is not None else 1
+            self.progress.update(self.task, total=done, completed=done)
+
+    def step(self, description: str, total: int | None = None) -> None:
+        self.finish()
+        self.task = self.progress.add_task(description, total=total)
+
+    def advance(self, rows: int) -> None:
+        if self.task is not None:
+            self.progress.advance(self.task, rows)
+
+
 @contextmanager
-def prepare_steps(console: Console) -> Iterator[Any]:
-    """A step reporter for `prepare`: one spinner line on a terminal, one plain line per step otherwise."""
+def prepare_progress(console: Console) -> Iterator[_ProgressBars | None]:
+    """Progress bars on a terminal; None elsewhere (prepare then writes one line per step)."""
     if not console.is_terminal:
-        yield lambda text: console.print(f"  {text}", highlight=False, markup=False)
+        yield None
         return
-    with console.status("") as status:
-        yield lambda text: status.update(text)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        bars = _ProgressBars(progress)
+        yield bars
+        bars.finish()
 
 
 def summary_table(prepared: Prepared, seconds: float) -> Table:

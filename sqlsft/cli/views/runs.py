@@ -9,6 +9,7 @@ from rich.text import Text
 
 from sqlsft.cli.views.output import full_values, print_full
 from sqlsft.common.formatting import duration, percent
+from sqlsft.eval.report_folder import latest_execution_accuracy
 from sqlsft.runs.registry import Run
 from sqlsft.runs.status import RunState
 
@@ -37,7 +38,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "duration_s": record.duration_s,
         "started_at": record.started_at,
         "finished_at": record.finished_at,
-        "accuracy": run.latest_accuracy(),
+        "accuracy": latest_execution_accuracy(run.path),
         "model_dir": str(run.model_dir) if run.model_dir.is_dir() else None,
         "problems": record.problems,
     }
@@ -66,7 +67,7 @@ def print_runs(runs: list[Run], folder: Path, console: Console) -> None:
         table.add_column(column, justify="right" if column in NUMERIC else "left")
     damaged = []
     for run in runs:
-        accuracy = run.latest_accuracy()
+        accuracy = latest_execution_accuracy(run.path)
         table.add_row(
             Text(run.name),
             Text(run.preset or "-"),
