@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from sqlsft import __version__
-from tests.cli_runner import run_process
+from tests.cli_runner import invoke, one_error_line, run_process
 
 
 def sqlsft(*args, env=None):
@@ -65,3 +65,10 @@ def test_env_finds_the_vllm_environment_of_the_setup_script_and_pipes_whole_valu
 def test_unknown_command_is_a_usage_error_without_traceback():
     result = sqlsft("frobnicate")
     assert result.returncode == 2 and "Traceback" not in result.stderr and "No such command" in result.stderr
+
+
+def test_an_error_naming_a_path_with_rich_markup_is_printed_as_text(tmp_path):
+    """`[/x]` in a path once crashed the error printer itself (Rich read it as a closing tag)."""
+    result = invoke("prepare", "--dataset", "a[/x]b.jsonl", env={"SQLSFT_CACHE_DIR": str(tmp_path)})
+    line = one_error_line(result)
+    assert "a[/x]b.jsonl" in line and "does not exist" in line
