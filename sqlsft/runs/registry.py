@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sqlsft.common.errors import SqlsftError
-from sqlsft.common.files import read_json
 from sqlsft.common.formatting import slug
 from sqlsft.common.paths import runs_dir
 from sqlsft.common.processes import pid_alive
