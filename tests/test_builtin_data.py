@@ -21,7 +21,7 @@ from sqlsft.data.builtin.generator import (
 )
 from sqlsft.data.builtin.kinds import QUERY_KINDS
 from sqlsft.data.builtin.schema import DOMAINS_FOLDER, load_domains
-from sqlsft.data.builtin.values import fill_table, insert_statements
+from sqlsft.data.builtin.values import insert_statements
 
 SAMPLE_SIZE = 2000
 ATTEMPTS_PER_TABLE = 3
@@ -199,9 +199,7 @@ def test_every_kind_builds_runs_and_words_on_every_table_it_fits():
             for tables in options:
                 for attempt in range(ATTEMPTS_PER_TABLE):
                     rng = random.Random(attempt)
-                    data = [(tables[0], fill_table(rng, tables[0]))]
-                    if len(tables) == 2:
-                        data.append((tables[1], fill_table(rng, tables[1], [r["id"] for r in data[0][1]])))
+                    data = builtin_data.fill_tables(rng, tables)
                     built = kind.build(rng, data)
                     if built is None:
                         continue

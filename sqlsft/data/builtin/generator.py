@@ -86,15 +86,21 @@ def _capitalize(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def fill_tables(rng: random.Random, tables) -> list:
+    """Rows for one table, or for a parent table and its child (whose rows refer to the parent's ids)."""
+    data = [(tables[0], fill_table(rng, tables[0]))]
+    if len(tables) == 2:
+        data.append((tables[1], fill_table(rng, tables[1], [row["id"] for row in data[0][1]])))
+    return data
+
+
 def _draw(rng: random.Random, row_id: int, verifier: "_Verifier | None") -> dict:
     for _ in range(200):
         bucket = rng.choices(_BUCKETS, cum_weights=_BUCKET_CUM)[0]
         kind = rng.choices(_KINDS_BY_BUCKET[bucket], cum_weights=_KIND_CUM[bucket])[0]
         domain, options = pick(rng, _CANDIDATES[kind.name])
         tables = pick(rng, options)
-        data = [(tables[0], fill_table(rng, tables[0]))]
-        if len(tables) == 2:
-            data.append((tables[1], fill_table(rng, tables[1], [r["id"] for r in data[0][1]])))
+        data = fill_tables(rng, tables)
         built = kind.build(rng, data)
         if built is None:
             continue
