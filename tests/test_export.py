@@ -19,6 +19,8 @@ from sqlsft.export import converter as export_converter
 from sqlsft.export import gguf as export_gguf
 from sqlsft.export.modelfile import ModelCard, model_card, modelfile, write_export_texts
 from sqlsft.export.verify import check_parity, require_parity
+from tests.cli_runner import invoke, one_error_line
+from tests.tiny_gguf_model import build_tiny_spm_gemma, llama_cpp_or_skip
 
 END_OF_TURN = "<end_of_turn>"
 CONVERSATIONS = [
@@ -34,114 +36,6 @@ CONVERSATIONS = [
         {"role": "user", "content": "Only the first 5."},
     ],
 ]
-
-
-# ---------------------------------------------------------------- a tiny Gemma 3 the converter accepts
-
-
-def build_tiny_spm_gemma(
-    folder: Path, *, stop_at_once: bool = False, seed: int = 0, initializer_range: float = 0.02
-) -> Path:
-    """A tiny Gemma 3 (hidden 64, 2 layers) with a SentencePiece tokenizer.model, as a hub Gemma 3 ships.
-
-    stop_at_once: weights that make `<end_of_turn>` the greedy answer to anything (the attention and MLP
-    outputs are zero, and every embedding leans towards that token's), so a served reply stops at once.
-    """
-    import sentencepiece
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GemmaTokenizer, GenerationConfig
-
-    from sqlsft.models.chat_template import gemma3_chat_template
-    from tests.tiny_model import _CORPUS
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = folder / "corpus.txt"
-    corpus.write_text("\n".join(_CORPUS * 5), encoding="utf-8")
-    sentencepiece.SentencePieceTrainer.train(
-        input=str(corpus),
-        model_prefix=str(folder / "tokenizer"),
-        model_type="bpe",
-        vocab_size=600,
-        byte_fallback=True,
-        add_dummy_prefix=False,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        split_digits=True,
-        allow_whitespace_only_pieces=True,
-        character_coverage=1.0,
-        pad_id=0,
-        eos_id=1,
-        bos_id=2,
-        unk_id=3,
-        pad_piece="<pad>",
-        eos_piece="<eos>",
-        bos_piece="<bos>",
-        unk_piece="<unk>",
-        user_defined_symbols=["<start_of_turn>", END_OF_TURN],
-        minloglevel=2,
-    )
-    corpus.unlink()
-    (folder / "tokenizer.vocab").unlink()
-    tokenizer = GemmaTokenizer.from_pretrained(
-        str(folder), additional_special_tokens=["<start_of_turn>", END_OF_TURN]
-    )
-    tokenizer.chat_template = gemma3_chat_template()
-    tokenizer.save_pretrained(folder)
-    _mark_special_tokens_as_a_hub_gemma_does(folder, tokenizer)
-    end_of_turn = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    stops = [tokenizer.eos_token_id, end_of_turn]
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=32,
-        query_pre_attn_scalar=32,  # llama.cpp scales attention by 1/sqrt(head_dim), as Gemma 3 270M does
-        max_position_embeddings=2048,
-        sliding_window=512,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=stops,
-        initializer_range=initializer_range,
-    )
-    torch.manual_seed(seed)
-    model = Gemma3ForCausalLM(config)
-    if stop_at_once:
-        with torch.no_grad():
-            lean = torch.ones(config.hidden_size) / config.hidden_size**0.5
-            embeddings = model.model.embed_tokens.weight
-            embeddings.mul_(0.05).add_(lean)
-            embeddings[end_of_turn] = 4 * lean
-            for layer in model.model.layers:
-                layer.self_attn.o_proj.weight.zero_()
-                layer.mlp.down_proj.weight.zero_()
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=stops, pad_token_id=tokenizer.pad_token_id
-    )
-    model.save_pretrained(folder)
-    return folder
-
-
-def _mark_special_tokens_as_a_hub_gemma_does(folder: Path, tokenizer) -> None:
-    """A hub Gemma 3's tokenizer_config.json lists its special tokens (`added_tokens_decoder`, written by
-    transformers 4); the converter's SentencePiece route reads them there. transformers 5 no longer writes it."""
-    config_file = folder / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8"))
-    config["added_tokens_decoder"] = {
-        str(index): {
-            "content": token.content,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-        for index, token in sorted(tokenizer.added_tokens_decoder.items())
-    }
-    config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
 
 
 # ---------------------------------------------------------------- quick: plans, bad input, texts
@@ -263,24 +157,59 @@ def test_modelfile_and_card(tmp_path):
     assert all(p.is_file() for p in written)
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--format", "onnx"], "Unknown export format 'onnx'"),
+        (["--quant", "q3"], "Unknown quantization 'q3'"),
+        (["--threads", "0"], "--threads 0 must be 1 or more"),
+    ],
+)
+def test_export_cli_bad_options_are_one_line(tmp_path, args, message):
+    result = invoke("export", str(_fake_model(tmp_path / "m")), *args)
+    assert message in one_error_line(result)
+
+
+def test_export_cli_bad_models_are_one_line(tmp_path):
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert "already a GGUF file" in one_error_line(invoke("export", str(gguf)))
+    no_weights = _fake_model(tmp_path / "no-weights", with_weights=False)
+    assert "no weights" in one_error_line(invoke("export", str(no_weights), "--dry-run"))
+    assert "No model folder, run or hub id named" in one_error_line(invoke("export", "no-such-run"))
+
+
+def test_export_cli_dry_run_prints_the_commands(tmp_path):
+    result = invoke("export", str(_fake_model(tmp_path / "m")), "--quant", "q4_k_m", "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "sqlsft.export.gguf convert" in lines[1] and "--outtype f16" in lines[1]
+    assert "sqlsft.export.gguf quantize" in lines[2] and lines[2].split()[-3] == "q4_k_m"
+    assert not (tmp_path / "m" / "export").exists()
+
+
+def test_a_run_trained_from_embedded_takes_the_package_tokenizer(tmp_path, monkeypatch):
+    """The converter cannot read the embedded model's tokenizer.json: its run exports with the tokenizer keys of
+    the GGUF it came from, the package's (the plan says so)."""
+    from sqlsft.export.export_model import plan_model_export
+    from sqlsft.runs.status import status_file
+
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path / "runs"))
+    run = tmp_path / "runs" / "20260101-000000-demo"
+    _fake_model(run / "model")
+    status_file(run).write_text(json.dumps({"status": "completed", "preset": "demo", "model": "embedded"}))
+    target, plan, vocab_command = plan_model_export(run / "model", "q8_0")
+    assert target.folder == run / "export" / "gguf" and plan.output.name == "20260101-000000-demo-q8_0.gguf"
+    assert vocab_command is None and plan.vocab_from == export_gguf.embedded_tokenizer_gguf()
+    assert f"--vocab-from {plan.vocab_from}" in plan.lines()[0]
+
+
 # ---------------------------------------------------------------- slow: real exports through llama.cpp
-
-
-def _llama_cpp_or_skip():
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
-    pytest.importorskip("sentencepiece", reason="the converter's SentencePiece route needs sentencepiece")
-    source = Path(__import__("os").environ.get("SQLSFT_LLAMA_CPP_SDIST", ""))
-    try:
-        return export_converter.fetch_converter(
-            sdist=source if source.is_file() else None, log=lambda line: None
-        )
-    except SqlsftError as exc:
-        pytest.skip(f"llama.cpp's converter is not at hand: {exc}")
 
 
 @pytest.fixture(scope="module")
 def converter():
-    return _llama_cpp_or_skip()
+    return llama_cpp_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -412,3 +341,68 @@ def test_served_by_llama_cpp_and_stopped_at_end_of_turn(converter, stopping_mode
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_embedded_tokenizer_gives_llama_cpp_ids(converter, tmp_path):
+    """The embedded model trains with the ids llama.cpp (and so the browser) gives for the same prompt: the
+    transformers tokenizer built from the package GGUF, saved and loaded again as a run saves it, matches
+    llama.cpp's own tokenizer on 200 builtin prompts (sqlparse indents schemas with long runs of spaces)
+    and on whitespace-heavy text."""
+    import llama_cpp
+    from transformers import AutoTokenizer
+
+    from sqlsft.data.builtin.generator import generate_builtin_rows
+    from sqlsft.data.prompts import load_templates, prompt_completion
+    from sqlsft.models.chat_template import gemma3_chat_template
+    from sqlsft.models.resolve import gguf_tokenizer
+
+    gguf = export_gguf.embedded_tokenizer_gguf()
+    saved = tmp_path / "tokenizer"
+    built = gguf_tokenizer(gguf)
+    built.chat_template = gemma3_chat_template()
+    built.save_pretrained(saved)
+    training = AutoTokenizer.from_pretrained(saved)
+    templates = load_templates()
+    texts = []
+    for row in generate_builtin_rows(200, verify=False):
+        pair = prompt_completion(templates, row)
+        texts.append(training.apply_chat_template(pair["prompt"] + pair["completion"], tokenize=False))
+    texts += [" " * n + "x" for n in range(1, 70, 3)] + [
+        "a\n    b\t\t c" + " " * 40 + "d",
+        "SELECT  *   FROM t",
+    ]
+    assert sum("  " in text for text in texts) >= 200
+    runtime = llama_cpp.Llama(model_path=str(gguf), vocab_only=True, verbose=False)
+    differing = [
+        text
+        for text in texts
+        if training(text, add_special_tokens=False)["input_ids"]
+        != runtime.tokenize(text.encode(), add_bos=False, special=True)
+    ]
+    assert not differing, (
+        f"{len(differing)} of {len(texts)} texts tokenize differently, e.g. {differing[0]!r}"
+    )
+
+
+@pytest.mark.slow
+def test_export_cli_checks_and_evaluates_both_sides(converter, tiny_spm_model):
+    """`sqlsft export FOLDER`: converted, quantized, checked, then the original (transformers serve) and the file
+    (llama.cpp) evaluated on the same test rows; the card, Modelfile and export.json say what was found."""
+    from sqlsft.export.served import export_target
+    from tests.cli_runner import run_process
+
+    result = run_process(
+        "export", str(tiny_spm_model), "--quant", "q8_0", "--eval-rows", "3", "--threads", "2"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = export_target(tiny_spm_model).folder
+    manifest = json.loads((folder / "export.json").read_text())
+    assert Path(manifest["file"]) == folder / f"{tiny_spm_model.name}-q8_0.gguf"
+    assert all(check["ok"] for check in manifest["parity"]) and manifest["eval_rows"] == 3
+    scores = manifest["execution_accuracy"]
+    assert isinstance(scores["original"], float) and isinstance(scores["export"], float)
+    assert "on 3 test rows" in result.stdout and "sqlsft serve" in result.stdout
+    card = (folder / "README.md").read_text()
+    assert f"| original (transformers) | {100 * scores['original']:.1f}% |" in card
+    assert 'stop "<end_of_turn>"' in (folder / "Modelfile").read_text()

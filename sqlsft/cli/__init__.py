@@ -6,6 +6,7 @@ from sqlsft.cli import (  # noqa: F401  importing a command module registers its
     engines_command,
     env_command,
     eval_command,
+    export_command,
     prepare_command,
     runs_command,
     serve_command,

@@ -25,6 +25,7 @@ from sqlsft.eval.report_folder import (
     EvalPlan,
     ReportFolder,
     check_writable,
+    finished_report,
     folder_name,
     reports_root,
 )
@@ -54,12 +55,9 @@ class EvalSession:
     remaining: dict[int, dict]
 
 
-def open_session(
-    model: EvalModel, identity: str, data: EvalRows, options: EvalOptions, console: Console, stamp: str | None
-) -> EvalSession:
-    """The report folder for `model` on `data`: an unfinished one of the same plan (resume), else a new one."""
-    by = breakdown_columns(data.rows, options.by)
-    plan = EvalPlan(
+def eval_plan(model: EvalModel, identity: str, data: EvalRows, options: EvalOptions) -> EvalPlan:
+    """What a report folder for `model` on `data` holds the answers of (its key decides resume)."""
+    return EvalPlan(
         model=model.label,
         run=getattr(model.run, "name", None),
         model_identity=identity,
@@ -69,8 +67,23 @@ def open_session(
         limit=options.limit,
         rows=len(data.rows),
         max_tokens=options.max_tokens,
-        by=by,
+        by=breakdown_columns(data.rows, options.by),
     )
+
+
+def finished_report_for(
+    model: EvalModel, identity: str, data: EvalRows, options: EvalOptions
+) -> tuple[dict[str, Any], Path] | None:
+    """(report, folder) of the newest finished eval of the same model, rows and settings, if there is one."""
+    return finished_report(reports_root(model.run), eval_plan(model, identity, data, options))
+
+
+def open_session(
+    model: EvalModel, identity: str, data: EvalRows, options: EvalOptions, console: Console, stamp: str | None
+) -> EvalSession:
+    """The report folder for `model` on `data`: an unfinished one of the same plan (resume), else a new one."""
+    plan = eval_plan(model, identity, data, options)
+    by = plan.by
     root = reports_root(model.run)
     folder = ReportFolder.unfinished(root, plan) if options.resume else None
     earlier: dict[int, ScoredRow] = {}

@@ -76,6 +76,19 @@ def latest_execution_accuracy(run_path: Path) -> float | None:
     return None
 
 
+def finished_report(root: Path, plan: EvalPlan) -> tuple[dict[str, Any], Path] | None:
+    """(report, folder) of the newest finished report under `root` with the same plan key, if any."""
+    if not root.is_dir():
+        return None
+    for path in sorted((p for p in root.iterdir() if p.is_dir()), key=_mtime, reverse=True):
+        if read_json(path / PLAN_FILE).get("key") != plan.key:
+            continue
+        report = read_json(path / REPORT_FILE)
+        if report:
+            return report, path
+    return None
+
+
 def reports_root(run=None) -> Path:
     """Where an eval's report folder goes: into the run's folder, else runs/eval/."""
     return Path(run.path) / "eval" if run is not None else runs_dir() / "eval"

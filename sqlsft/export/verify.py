@@ -160,6 +160,13 @@ def require_parity(report: ParityReport) -> None:
         )
 
 
+def render_prompt(model_dir: Path, messages: list[dict]) -> str:
+    """The prompt text the model reads for `messages` (its training chat template, generation prompt added)."""
+    return _training_tokenizer(model_dir).apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+
+
 def _training_tokenizer(model_dir: Path):
     from transformers import AutoTokenizer
 

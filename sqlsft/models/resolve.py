@@ -29,6 +29,11 @@ EMBEDDED_DESCRIPTION = (
     "(Q4_K_M); it is not gemma-3-270m-it"
 )
 END_OF_TURN = GEMMA_END_OF_TURN
+# Bumped when the converted folder changes: 2 = whitespace-run tokens as added tokens (see _convert_gguf).
+EMBEDDED_CONVERSION = 2
+# The Gemma 3 vocabulary's whitespace pieces ("▁" x 2..31, ids 138-167): user-defined tokens that
+# SentencePiece and llama.cpp match whole, before any merge.
+WHITESPACE_RUN_TOKENS = tuple("\u2581" * n for n in range(2, 32))
 HUB_CHECK_TIMEOUT_S = 10.0
 
 
@@ -56,7 +61,7 @@ def embedded_model_path() -> Path:
         version = importlib.metadata.version(EMBEDDED_PACKAGE)
     except importlib.metadata.PackageNotFoundError:
         version = "missing"
-    return cache_dir() / "models" / f"gemma-3-270m-embedded-{version}"
+    return cache_dir() / "models" / f"gemma-3-270m-embedded-{version}-c{EMBEDDED_CONVERSION}"
 
 
 def _is_complete(folder: Path) -> bool:
@@ -116,16 +121,30 @@ def embedded_model_dir(console: Console | None = None) -> Path:
     return target
 
 
+def gguf_tokenizer(gguf: Path):
+    """The transformers tokenizer of a Gemma 3 GGUF, giving the ids llama.cpp gives for the same text.
+
+    transformers' GGUF tokenizer builder adds the GGUF's user-defined tokens as added tokens, except the
+    whitespace runs, which then go through BPE merges: 55 spaces become 16+16+23 where SentencePiece and
+    llama.cpp give 31+24. Added back, training sees the ids every runtime (llama.cpp, the browser) will."""
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.add_tokens([AddedToken(run, normalized=True, special=False) for run in WHITESPACE_RUN_TOKENS])
+    return tokenizer
+
+
 def _convert_gguf(gguf: Path, out: Path) -> None:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM, GgufConfig
     from transformers.utils import logging as transformers_logging
 
     from sqlsft.models.chat_template import gemma3_chat_template
 
     transformers_logging.disable_progress_bar()  # the Rich status line says what is happening
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = gguf_tokenizer(gguf)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent),
         gguf_file=gguf.name,
