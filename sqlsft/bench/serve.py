@@ -3,6 +3,9 @@
 Each engine is started in turn (never two at once: they would share the same cores), warmed up, then
 sent the same requests at each concurrency through the official `openai` client. Figures: requests/s,
 output tokens/s (the server's own usage counts), p50/p95 latency per request, start-up time.
+
+llama.cpp gets one row per GGUF quantization (`llama.cpp q8_0`, `llama.cpp q4_k_m`); a run's export is made
+(or found) before its server starts, so start-up counts the server alone.
 """
 
 import contextlib
@@ -22,6 +25,7 @@ from sqlsft.data.prompts import load_templates, prompt_messages
 
 BENCH_PORT = 8090
 REPORT_FILE = "serve.json"
+LLAMA_CPP = "llama.cpp"
 
 
 def bench_prompts(n: int) -> tuple[list[list[dict]], str]:
@@ -95,6 +99,8 @@ def _versions(engine_python: str | None) -> dict[str, str]:
     from sqlsft.serve import vllm_python as _vllm_python
 
     versions = {"transformers": importlib.metadata.version("transformers")}
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        versions["llama-cpp-python"] = importlib.metadata.version("llama-cpp-python")
     with contextlib.suppress(Exception):
         python, _ = _vllm_python(engine_python)
         script = (
@@ -115,6 +121,32 @@ def _write(out_dir: Path, report: dict) -> None:
     write_json(out_dir / REPORT_FILE, report)
 
 
+def _ratios(results: list[dict], over: str, under: str, concurrencies: list[int]) -> dict[str, float]:
+    """Output tokens/s of engine row `over` divided by row `under`, per concurrency where both ran."""
+    ratios = {}
+    for concurrency in concurrencies:
+        by_engine = {r["engine"]: r for r in results if r["concurrency"] == concurrency}
+        if {over, under} <= by_engine.keys() and by_engine[under]["output_tokens_per_s"]:
+            ratio = by_engine[over]["output_tokens_per_s"] / by_engine[under]["output_tokens_per_s"]
+            ratios[str(concurrency)] = round(ratio, 2)
+    return ratios
+
+
+def _servers(model: str, folder: Path | None, engines: list[str], quants: list[str | None], console):
+    """(row label, MODEL for the server, engine, quant) per server to start; every GGUF made/checked first."""
+    from sqlsft.serve.gguf_file import servable_gguf
+
+    servers = []
+    for engine in engines:
+        if engine != LLAMA_CPP:
+            servers.append((engine, str(folder), engine, None))
+            continue
+        for quant in quants:
+            gguf = servable_gguf(model, quant, console)  # an export made here is not start-up time
+            servers.append((f"{LLAMA_CPP} {gguf.quant or gguf.path.name}", model, engine, quant))
+    return servers
+
+
 def run_serve_bench(
     model: str = "latest",
     *,
@@ -127,11 +159,14 @@ def run_serve_bench(
     timeout_s: float = 600,
     console=None,
     out_dir: Path | None = None,
+    quants: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Benchmark each engine; write `runs/bench/<time>-serve/serve.json` after each figure; the report."""
+    """Benchmark each engine (llama.cpp: each of `quants`, default the newest export); write
+    `runs/bench/<time>-serve/serve.json` after each figure; the report."""
     from rich.console import Console
 
     from sqlsft.common.hardware import detect_hardware
+    from sqlsft.export.served import is_gguf_file
     from sqlsft.models.resolve import resolve_model_folder
     from sqlsft.serve import ENGINES, free_port, running_server
 
@@ -141,11 +176,20 @@ def run_serve_bench(
     for engine in engines:
         if engine not in ENGINES or engine == "auto":
             raise SqlsftError(
-                f"Unknown engine '{engine}' for the benchmark.", "Use vllm and/or transformers."
+                f"Unknown engine '{engine}' for the benchmark.", "Use vllm, transformers and/or llama.cpp."
             )
     if num_requests < 1 or max_tokens < 1:
         raise SqlsftError("--requests and --max-tokens must be 1 or more.")
-    folder, label = resolve_model_folder(model)  # fail early, before any engine starts
+    if quants and LLAMA_CPP not in engines:
+        raise SqlsftError("--quants picks GGUF exports, which only llama.cpp serves.", "Add llama.cpp to --engines.")  # fmt: skip
+    folder_engines = [e for e in engines if e != LLAMA_CPP]
+    if folder_engines and is_gguf_file(model):
+        raise SqlsftError(
+            f"Only llama.cpp serves a .gguf file, not {', '.join(folder_engines)}.",
+            "Pass --engines llama.cpp.",
+        )
+    folder, label = resolve_model_folder(model) if folder_engines else (None, model)  # fail early
+    servers = _servers(model, folder, engines, list(quants or [None]), console)
     prompts, source = bench_prompts(num_requests)
     console.print(f"prompts: {source}; max_tokens {max_tokens}; temperature 0", highlight=False)
     out_dir = out_dir or runs_dir() / "bench" / f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-serve"
@@ -154,7 +198,7 @@ def run_serve_bench(
     report = {
         "benchmark": "serve",
         "model": label,
-        "model_path": str(folder),
+        "model_path": str(folder) if folder else model,
         "hardware": detect_hardware().describe(),
         "prompts": source,
         "num_requests": len(prompts),
@@ -164,18 +208,20 @@ def run_serve_bench(
         "load_average_start": [round(x, 2) for x in os.getloadavg()],
         "results": results,
         "vllm_over_transformers_output_tokens_per_s": {},
+        "llama_cpp_over_vllm_output_tokens_per_s": {},
         "folder": str(out_dir),
     }
-    for engine in engines:
+    for row_label, served, engine, quant in servers:
         engine_port = port or free_port(start=BENCH_PORT)
         started = time.perf_counter()
         with running_server(
-            str(folder),
+            served,
             engine=engine,
             port=engine_port,
             engine_python=engine_python if engine == "vllm" else None,
             timeout_s=timeout_s,
             console=console,
+            quant=quant,
         ) as record:
             startup = time.perf_counter() - started
             client = OpenAITarget(record.url, record.model_name, record.api_key or NO_KEY).client(
@@ -184,10 +230,10 @@ def run_serve_bench(
             measure(client, record.model_name, prompts[:2], 1, max_tokens)  # warm-up, not counted
             for concurrency in concurrencies:
                 console.print(
-                    f"{engine}: {len(prompts)} requests at concurrency {concurrency} ...", highlight=False
+                    f"{row_label}: {len(prompts)} requests at concurrency {concurrency} ...", highlight=False
                 )
                 row = measure(client, record.model_name, prompts, concurrency, max_tokens)
-                results.append({"engine": engine, "startup_s": round(startup, 1), **row})
+                results.append({"engine": row_label, "startup_s": round(startup, 1), **row})
                 console.print(
                     f"  {row['requests_per_s']:.2f} req/s, {row['output_tokens_per_s']:.1f} output tok/s, "
                     f"p50 {row['p50_latency_s'] or 0:.2f} s, p95 {row['p95_latency_s'] or 0:.2f} s, "
@@ -195,15 +241,14 @@ def run_serve_bench(
                     highlight=False,
                 )
                 _write(out_dir, report)  # after each figure: an interrupted benchmark keeps what it measured
-    ratios = {}
-    for concurrency in concurrencies:
-        by_engine = {r["engine"]: r for r in results if r["concurrency"] == concurrency}
-        if {"vllm", "transformers"} <= by_engine.keys() and by_engine["transformers"]["output_tokens_per_s"]:
-            ratio = (
-                by_engine["vllm"]["output_tokens_per_s"] / by_engine["transformers"]["output_tokens_per_s"]
-            )
-            ratios[str(concurrency)] = round(ratio, 2)
-    report["vllm_over_transformers_output_tokens_per_s"] = ratios
+    report["vllm_over_transformers_output_tokens_per_s"] = _ratios(
+        results, "vllm", "transformers", concurrencies
+    )
+    report["llama_cpp_over_vllm_output_tokens_per_s"] = {
+        row_label: ratios
+        for row_label, *_ in servers
+        if row_label.startswith(LLAMA_CPP) and (ratios := _ratios(results, row_label, "vllm", concurrencies))
+    }
     report["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     _write(out_dir, report)
 

@@ -96,9 +96,19 @@ def bench_train_command(
 @bench_app.command("serve")
 def bench_serve_command(
     model: str = typer.Argument(
-        "latest", help="What `sqlsft serve` accepts: latest, a run, a folder, a hub id."
+        "latest", help="What `sqlsft serve` accepts: latest, a run, a folder, a hub id, embedded, a .gguf."
     ),
-    engines: str = typer.Option("vllm,transformers", "--engines", help="Comma-separated engines to compare."),
+    engines: str = typer.Option(
+        "vllm,transformers",
+        "--engines",
+        help="Comma-separated engines to compare: vllm, transformers, llama.cpp.",
+    ),
+    quants: str = typer.Option(
+        None,
+        "--quants",
+        help="llama.cpp: comma-separated GGUF exports, one row each, e.g. q8_0,q4_k_m (made when missing; "
+        "default: the newest export).",
+    ),
     concurrency: str = typer.Option(
         "1,8", "--concurrency", "-j", help="Comma-separated numbers of parallel clients."
     ),
@@ -116,7 +126,8 @@ def bench_serve_command(
 
     report = run_serve_bench(
         model,
-        engines=comma_list(engines, "--engines", example="vllm,transformers"),
+        engines=comma_list(engines, "--engines", example="vllm,transformers,llama.cpp"),
+        quants=comma_list(quants, "--quants", example="q8_0,q4_k_m") if quants else None,
         concurrencies=parse_counts(concurrency, "--concurrency", example="1,8"),
         num_requests=requests,
         max_tokens=max_tokens,

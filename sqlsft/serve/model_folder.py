@@ -6,29 +6,16 @@ Read from the folder's JSON files only (no tokenizer or model load): this runs b
 
 import contextlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.files import read_json
 from sqlsft.common.hardware import cpu_has_native_bf16
 from sqlsft.models.chat_template import END_OF_TURN_TOKENS
+from sqlsft.serve.servable import ServableModel
 
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
-
-
-@dataclass(frozen=True)
-class ModelFolder:
-    """A checked model folder: weights, tokenizer and the chat template it was trained with."""
-
-    path: Path
-    label: str  # what the user asked for, resolved (run name, folder, hub id)
-    chat_template: str
-    warnings: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        return str(self.path) if self.label == str(self.path) else f"{self.label} -> {self.path}"
 
 
 def chat_template_text(folder: Path) -> str | None:
@@ -92,7 +79,7 @@ def emulated_cpu_dtype(folder: Path, float32_runs_as: str = "float32") -> str | 
     return None
 
 
-def check_model_folder(folder: Path, label: str | None = None) -> ModelFolder:
+def check_model_folder(folder: Path, label: str | None = None) -> ServableModel:
     """Refuse a folder an engine cannot serve as trained; warn when generations may never stop."""
     folder = Path(folder)
     shown = label or str(folder)
@@ -116,7 +103,7 @@ def check_model_folder(folder: Path, label: str | None = None) -> ModelFolder:
             f"Model folder {folder} has no chat template (chat_template.jinja or tokenizer_config.json).",
             "Serving needs the template the model was trained with; save it with the tokenizer.",
         )
-    return ModelFolder(
+    return ServableModel(
         path=folder, label=shown, chat_template=template, warnings=_stop_warnings(folder, shown, template)
     )
 

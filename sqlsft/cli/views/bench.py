@@ -102,7 +102,8 @@ def plot_train(report: dict[str, Any], path: Path) -> None:
 
 
 def serve_renderables(report: dict[str, Any]) -> Group:
-    """Requests/s, output tokens/s and latency per engine and concurrency; then the vLLM / transformers ratios."""
+    """Requests/s, output tokens/s and latency per engine and concurrency; then the vLLM / transformers and
+    llama.cpp / vLLM ratios."""
     table = Table()
     columns = (
         "engine",
@@ -130,5 +131,8 @@ def serve_renderables(report: dict[str, Any]) -> Group:
     lines: list[Any] = [titled(f"sqlsft bench serve: {report['model']} ({report['hardware']})", table)]
     for concurrency, ratio in report["vllm_over_transformers_output_tokens_per_s"].items():
         lines.append(f"vLLM / transformers output tokens/s at concurrency {concurrency}: {ratio:.2f}x")
+    for label, ratios in report.get("llama_cpp_over_vllm_output_tokens_per_s", {}).items():
+        for concurrency, ratio in ratios.items():
+            lines.append(escape(f"{label} / vLLM output tokens/s at concurrency {concurrency}: {ratio:.2f}x"))
     lines.append(escape(f"results: {report['folder']}/{serve.REPORT_FILE}"))
     return Group(*lines)

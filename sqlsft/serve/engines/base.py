@@ -20,7 +20,8 @@ from typing import ClassVar
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.paths import cache_dir
-from sqlsft.serve.model_folder import ModelFolder, emulated_cpu_dtype
+from sqlsft.serve.model_folder import emulated_cpu_dtype
+from sqlsft.serve.servable import ServableModel
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class EngineLocation:
 class LaunchRequest:
     """What the user asked for, already checked; an engine turns it into its command line."""
 
-    model: ModelFolder
+    model: ServableModel
     host: str
     port: int
     model_name: str

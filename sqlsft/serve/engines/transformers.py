@@ -53,7 +53,7 @@ class TransformersEngine(Engine):
         if request.api_key:
             raise SqlsftError(
                 "transformers serve cannot check an API key.",
-                "Use --engine vllm for --api-key, or keep the server on 127.0.0.1 without a key.",
+                "Use --engine vllm or llama.cpp for --api-key, or keep the server on 127.0.0.1 without a key.",
             )
         if "@" in name or ":" in name or ".." in name.split("/") or name.startswith("/"):
             raise SqlsftError(
