@@ -166,6 +166,7 @@ def export_model(
     eval_rows: int = DEFAULT_EVAL_ROWS,
     generation_tokens: int = 16,
     threads: int | None = None,
+    original_engine_name: str | None = None,
 ) -> ExportOutcome:
     """Export, check parity, evaluate both sides (unless `evaluate=False`), write the texts; see the module doc."""
     console = console or Console(stderr=True)
@@ -211,7 +212,7 @@ def export_model(
     outcome = ExportOutcome(plan.output, target.folder, quant, seconds, checks)
     if evaluate:
         eval_started = time.monotonic()
-        _evaluate_both(outcome, target, eval_rows, console)
+        _evaluate_both(outcome, target, eval_rows, console, original_engine_name)
         seconds["eval"] = round(time.monotonic() - eval_started, 2)
     loss = outcome.score_loss_points
     if loss is not None and loss > LOSS_WARNING_POINTS:
@@ -235,9 +236,28 @@ def _test_conversations(target: ExportTarget, console: Console) -> list[list[dic
     return [row["prompt"] for row in rows.rows]
 
 
-def _evaluate_both(outcome: ExportOutcome, target: ExportTarget, eval_rows: int, console: Console) -> None:
-    """Execution accuracy of the original and of the file on the same first `eval_rows` test rows."""
+def original_engine() -> str:
+    """The engine the original (transformers) model is evaluated with: vLLM when it is installed (a CUDA or a CPU
+    build: 100 rows in about a minute here), else transformers serve. Never `auto`, which picks llama.cpp, so the
+    export, for a model that has one."""
     from sqlsft.common.hardware import gpu_count
+    from sqlsft.serve.engines.vllm import VllmEngine
+
+    try:
+        found = VllmEngine().locate(None, gpu_count() > 0)
+    except SqlsftError:
+        return "transformers"
+    return "vllm" if found.usable else "transformers"
+
+
+def _evaluate_both(
+    outcome: ExportOutcome,
+    target: ExportTarget,
+    eval_rows: int,
+    console: Console,
+    original_engine_name: str | None = None,
+) -> None:
+    """Execution accuracy of the original and of the file on the same first `eval_rows` test rows."""
     from sqlsft.eval.evaluate import evaluate_model, finished_report_for
     from sqlsft.eval.model import EvalModel
     from sqlsft.eval.options import EvalOptions
@@ -248,9 +268,7 @@ def _evaluate_both(outcome: ExportOutcome, target: ExportTarget, eval_rows: int,
     data = load_rows(options, console, run=run)
     console.print(data.description, markup=False, highlight=False, soft_wrap=True)
     original = EvalModel(run.name if run is not None else target.name, run, target.model_dir)
-    # the original through the engine it was trained for: vLLM on a GPU, transformers on a CPU (auto would
-    # now pick llama.cpp for a model that has an export)
-    original_options = replace(options, engine="auto" if gpu_count() else "transformers")
+    original_options = replace(options, engine=original_engine_name or original_engine())
     earlier = finished_report_for(original, str(original.folder), data, original_options)
     if earlier is not None:
         console.print(f"original: execution accuracy from {earlier[1]}", markup=False, highlight=False)
