@@ -8,6 +8,16 @@ from sqlsft.cli.app import app, console
 
 @app.command("chat")
 def chat_command(
+    model: str | None = typer.Argument(
+        None,
+        help="With --web: a run (default `latest`), a model folder, `embedded`, a .gguf file or an exported page folder.",
+        show_default=False,
+    ),
+    web: bool = typer.Option(
+        False,
+        "--web",
+        help="Serve the model's web page (`sqlsft export --format web`): it runs in the browser.",
+    ),
     url: str | None = typer.Option(
         None,
         "--url",
@@ -38,8 +48,16 @@ def chat_command(
         512, "--max-tokens", min=1, help="Most tokens the model may write per answer."
     ),
 ) -> None:
-    """Chat with a served model in the browser: each answer's SQL runs against your schema in a sandbox."""
+    """Chat with a served model in the browser: each answer's SQL runs against your schema in a sandbox.
+    With --web, the model itself runs in the browser tab (llama.cpp and SQLite in WebAssembly)."""
     from sqlsft.chat.app import open_chat
+    from sqlsft.common.errors import SqlsftError
+
+    if web:
+        _serve_web_page(model or "latest", host, port)
+        return
+    if model is not None:
+        raise SqlsftError(f"MODEL ({model}) is for --web.", "Without --web, chat talks to a server: --url.")
 
     page = open_chat(
         url,
@@ -68,3 +86,27 @@ def chat_command(
     if page.share_url:
         console.print(f"Public link: {page.share_url}", soft_wrap=True, highlight=False, markup=False)
     page.wait()
+
+
+def _serve_web_page(model: str, host: str, port: int) -> None:
+    import contextlib
+    from pathlib import Path
+
+    from sqlsft.chat.app import LOCAL_HOSTS
+    from sqlsft.export.web.export_web import WEB_QUANT, export_web
+    from sqlsft.export.web.server import open_page_server
+
+    folder = Path(model).expanduser()
+    if not (folder / "index.html").is_file():
+        log = lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+        folder = export_web(model, WEB_QUANT, console=console, log=log).page.folder
+    server = open_page_server(folder, host, port)
+    console.print(f"Serving {escape(str(folder))}", soft_wrap=True, highlight=False)
+    if host not in LOCAL_HOSTS:
+        console.print(
+            f"[yellow]warning:[/] listening on {escape(host)}: anyone who can reach it can download the model.",
+            soft_wrap=True,
+        )
+    console.print(f"Open {server.url} (Ctrl+C to stop).", soft_wrap=True, highlight=False, markup=False)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl+C ends the server quietly
+        server.serve_forever()

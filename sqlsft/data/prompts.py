@@ -96,7 +96,7 @@ def load_templates(template: str | Path | None = None) -> PromptTemplates:
     candidate = Path(template).expanduser()
     folder = candidate if candidate.is_dir() else templates_dir() / str(template)
     if not folder.is_dir():
-        shipped = sorted(p.name for p in templates_dir().iterdir() if p.is_dir())
+        shipped = sorted(p.name for p in templates_dir().iterdir() if (p / "system.jinja").is_file())
         raise SqlsftError(
             f"Template folder '{template}' not found.",
             f"Pass a folder with system.jinja, user.jinja and assistant.jinja, or one of: {', '.join(shipped)}.",

@@ -52,6 +52,7 @@ class ExportOutcome:
     export_score: float | None = None
     eval_rows: int | None = None
     eval_reports: dict[str, str] = field(default_factory=dict)  # original/export -> report folder
+    original_engine: str | None = None
     warnings: list[str] = field(default_factory=list)
     texts: tuple[Path, ...] = ()  # Modelfile, README.md
 
@@ -281,6 +282,7 @@ def _evaluate_both(
     outcome.original_score = original_report.get("execution_accuracy")
     outcome.export_score = found.report.get("execution_accuracy")
     outcome.eval_rows = len(data.rows)
+    outcome.original_engine = original_options.engine
     outcome.eval_reports = {"original": str(original_folder), "export": str(found.folder)}
 
 
@@ -319,6 +321,7 @@ def _card(target: ExportTarget, plan: ExportPlan, outcome: ExportOutcome, exampl
         original_score=outcome.original_score,
         export_score=outcome.export_score,
         eval_rows=outcome.eval_rows,
+        original_engine=outcome.original_engine or "not evaluated",
         prompt_messages=example,
         prompt_text=render_prompt(target.model_dir, example),
         parity=parity,

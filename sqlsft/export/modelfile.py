@@ -54,6 +54,7 @@ class ModelCard:
     original_score: float | None = None
     export_score: float | None = None
     eval_rows: int | None = None
+    original_engine: str = "transformers"  # what served the original model for its score
     prompt_messages: list[dict] = field(default_factory=list)
     prompt_text: str = ""  # the same messages through the chat template, as the model reads them
     parity: str | None = None  # one line from the export's parity checks
@@ -92,7 +93,7 @@ def model_card(card: ModelCard) -> str:
         "",
         "| model | execution accuracy |",
         "| --- | --- |",
-        f"| original (transformers) | {_score(card.original_score)} |",
+        f"| original ({card.original_engine}) | {_score(card.original_score)} |",
         f"| this file ({card.quant}, llama.cpp) | {_score(card.export_score)} |",
         "",
         f"Rows evaluated: {_value(card.eval_rows)}.",

@@ -10,7 +10,12 @@ every engine:
   unrelated $API_KEY in the environment (pydantic-settings would read it) is ignored;
 - `--chat_template_config FILE` (JSON: template, bos_token, eos_token) for a GGUF that has no chat template
   of its own: registered in llama-cpp-python's chat-handler registry as llama.cpp does for a GGUF's
-  own template (Jinja2ChatFormatter) and selected with its `chat_format` setting.
+  own template (Jinja2ChatFormatter) and selected with its `chat_format` setting;
+- the OpenAI API's meaning for what a request leaves out: llama-cpp-python's server defaults to
+  `repeat_penalty` 1.1, `top_k` 40 and `min_p` 0.05, which OpenAI's API does not have. A repeat penalty
+  breaks SQL, which repeats names by nature: the demo's q8_0 export scored 4% instead of 15% with it, and
+  97 of 100 greedy answers differed from the original's. Requests get 1.0, 0 and 0.0 unless they set them
+  (`extra_body={"repeat_penalty": 1.1}` still works).
 
 It imports nothing from sqlsft: another environment (--engine-python) runs this file by its path.
 """
@@ -22,6 +27,47 @@ import sys
 
 API_KEY_ENV = "SQLSFT_LLAMA_CPP_API_KEY"
 TRAINING_TEMPLATE_FORMAT = "sqlsft-training-template"
+# what an OpenAI client means by leaving these out: no repeat penalty, no top-k or min-p cut
+OPENAI_SAMPLING_DEFAULTS = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
+GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
+
+
+class OpenAISamplingDefaults:
+    """ASGI middleware: fill OPENAI_SAMPLING_DEFAULTS into generation requests that do not set them."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GENERATION_PATHS:
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, receive, send)
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None  # the server's own validation answers it
+        if isinstance(request, dict):
+            body = json.dumps({**OPENAI_SAMPLING_DEFAULTS, **request}).encode()
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self.app({**scope, "headers": headers}, replay, send)
 
 
 def register_training_template(config_file: str) -> str:
@@ -67,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         return {"status": "ok"}
 
     uvicorn.run(
-        app,
+        OpenAISamplingDefaults(app),
         host=server_settings.host,
         port=server_settings.port,
         ssl_keyfile=server_settings.ssl_keyfile,
