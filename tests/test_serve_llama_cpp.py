@@ -280,3 +280,53 @@ def test_a_run_is_served_by_its_export(stopper_gguf):
             "q8_0",
         )
         assert plan.model.describe().startswith(run_dir.name)
+
+
+@pytest.fixture(scope="module")
+def chatty_gguf(llama_cpp, tmp_path_factory) -> Path:
+    """A tiny random Gemma 3 that talks on (no early end of turn), exported to f16."""
+    from sqlsft.export import gguf as export_gguf
+    from tests.tiny_gguf_model import build_tiny_spm_gemma, llama_cpp_or_skip
+
+    llama_cpp_or_skip()
+    folder = tmp_path_factory.mktemp("llama-chatty")
+    model = build_tiny_spm_gemma(folder / "model", seed=1, initializer_range=0.05)  # repeats "SELECT"
+    plan = export_gguf.plan_export(model, folder / "gguf", "f16", name="chatty", threads=2)
+    export_gguf.run_export(plan, log=lambda line: None)
+    return plan.output
+
+
+@pytest.mark.slow
+def test_served_answers_are_greedy_without_a_repeat_penalty(chatty_gguf):
+    """An OpenAI client's temperature-0 request gets plain greedy decoding: llama-cpp-python's own server would
+    apply repeat_penalty 1.1, top_k 40 and min_p 0.05, which changed 97 of the demo's 100 answers."""
+    import llama_cpp
+    import openai
+
+    from sqlsft.serve import free_port, running_server
+
+    messages = [{"role": "user", "content": "SELECT name FROM customers WHERE city = 'Paris';"}]
+    local = llama_cpp.Llama(model_path=str(chatty_gguf), n_ctx=512, n_threads=2, verbose=False)
+
+    def direct(**sampling) -> str:
+        answer = local.create_chat_completion(messages=messages, temperature=0, max_tokens=24, **sampling)
+        return answer["choices"][0]["message"]["content"]
+
+    greedy = direct(repeat_penalty=1.0, top_k=0, min_p=0.0)
+    penalised = direct(repeat_penalty=1.1, top_k=40, min_p=0.05)
+    local.close()
+    assert greedy != penalised, "the model must repeat itself for this test to tell the two apart"
+    with running_server(str(chatty_gguf), engine="llama.cpp", port=free_port(start=8470)) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="none", max_retries=0, timeout=60)
+        served = client.chat.completions.create(
+            model="local", messages=messages, temperature=0, max_tokens=24
+        )
+        asked = client.chat.completions.create(
+            model="local",
+            messages=messages,
+            temperature=0,
+            max_tokens=24,
+            extra_body={"repeat_penalty": 1.1, "top_k": 40, "min_p": 0.05},
+        )
+    assert served.choices[0].message.content == greedy
+    assert asked.choices[0].message.content == penalised  # a request that sets them still gets them

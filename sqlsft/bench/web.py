@@ -112,7 +112,7 @@ def _native_side(gguf: Path, prompts: list[str], threads: int, max_tokens: int) 
         begun = time.perf_counter()
         stamps, text = [], ""
         for chunk in llm.create_completion(
-            prompt, max_tokens=max_tokens, temperature=0, top_k=1, stream=True
+            prompt, max_tokens=max_tokens, temperature=0, top_k=1, repeat_penalty=1.0, stream=True
         ):
             stamps.append(time.perf_counter())
             text += chunk["choices"][0]["text"]
