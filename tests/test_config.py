@@ -5,7 +5,7 @@ import pytest
 from sqlsft.common.errors import SqlsftError
 from sqlsft.train.config import list_presets, load_resolved, resolve_config
 
-PRESETS = ("baseline", "demo", "fast", "liger", "liger-slow")
+PRESETS = ("baseline", "demo", "fast", "liger", "liger-slow", "lora", "qlora")
 
 
 def test_every_shipped_preset_is_listed():
@@ -149,9 +149,7 @@ def test_unknown_preset_lists_the_presets():
         assert name in info.value.hint
 
 
-def test_peft_and_both_sources_are_refused(tmp_path):
-    with pytest.raises(SqlsftError, match="LoRA/PEFT"):
-        resolve_config(preset="demo", overrides=["use_peft=true"])
+def test_both_sources_are_refused(tmp_path):
     with pytest.raises(SqlsftError, match="--preset or --config, not both"):
         resolve_config(preset="demo", config_file=tmp_path / "x.yaml")
     with pytest.raises(SqlsftError, match="does not exist"):

@@ -24,8 +24,10 @@ from sqlsft.bench.train_figures import BenchStatus, add_ratios, run_figures
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.files import write_json
 from sqlsft.common.paths import runs_dir
+from sqlsft.train.adapter import adapter_dir
 
 DEFAULT_PRESETS = ("baseline", "liger-slow", "liger", "fast")
+# Full fine-tuning against LoRA and QLoRA: `--presets baseline,lora,qlora` (qlora is skipped without a GPU).
 TIME_FORMAT = "%Y%m%d-%H%M%S"
 REPORT_FILE = "bench.json"
 CSV_FILE = "bench.csv"
@@ -70,6 +72,10 @@ def skip_reason(config, gpus: int, hardware) -> str | None:
         return "liger-kernel needs a GPU (Triton kernels); this machine has none"
     if liger and importlib.util.find_spec("liger_kernel") is None:
         return "liger-kernel is not installed (pip install 'sqlsft[gpu]')"
+    if config.quantized and present == 0:
+        return "QLoRA's 4-bit base (bitsandbytes) needs a CUDA GPU; this machine has none"
+    if config.quantized and importlib.util.find_spec("bitsandbytes") is None:
+        return "bitsandbytes is not installed (pip install 'sqlsft[gpu]')"
     if present == 0 and gpus > 1:
         return f"asks for {gpus} GPUs; this machine has none (1 means one CPU process here)"
     if present and gpus > present:
@@ -179,7 +185,8 @@ def _run_one(bench: _Bench, preset: str, config, gpus: int) -> dict[str, Any]:
         run_figures(run_dir, config, options.warmup_steps, options.steps, bench.hardware, gpus, device)
     )
     row.update(status=BenchStatus.OK, reason="", run_dir=str(run_dir))
-    shutil.rmtree(run_dir / "model", ignore_errors=True)  # the weights are not what a benchmark keeps
+    for weights in (run_dir / "model", adapter_dir(run_dir)):  # the weights are not what a benchmark keeps
+        shutil.rmtree(weights, ignore_errors=True)
     return row
 
 

@@ -42,7 +42,8 @@ def bench_train_command(
     presets: str = typer.Option(
         "baseline,liger-slow,liger,fast",
         "--presets",
-        help="Comma-separated presets; ratios are to the first.",
+        help="Comma-separated presets; ratios are to the first. Full vs adapters: baseline,lora,qlora "
+        "(qlora needs a GPU).",
     ),
     gpus: str = typer.Option(
         "1",

@@ -11,7 +11,7 @@ def train_command(
         None,
         "--preset",
         "-p",
-        help="baseline, liger, liger-slow, fast or demo (presets/*.yaml). Default: demo.",
+        help="baseline, liger, liger-slow, fast, lora, qlora or demo (presets/*.yaml). Default: demo.",
     ),
     config: str | None = typer.Option(None, "--config", "-c", help="A YAML file laid out like a preset."),
     overrides: list[str] = typer.Option(
@@ -44,8 +44,14 @@ def train_command(
         None, metavar="RUN", help="With --resume: the run to continue (a name, or 'latest')."
     ),
     report_to: str | None = typer.Option(None, "--report-to", help="wandb, trackio, tensorboard or none."),
+    no_merge: bool = typer.Option(
+        False, "--no-merge", help="LoRA/QLoRA: keep only the adapter (adapter/), no merged model/."
+    ),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Print the config, the accelerate config and the command; start nothing."
+        False,
+        "--dry-run",
+        help="Print the config, the accelerate config, the command, the trainable parameters and a memory "
+        "estimate per GPU; start nothing.",
     ),
 ) -> None:
     """Fine-tune with TRL's SFTTrainer through accelerate; leaves a run that `sqlsft serve latest` deploys."""
@@ -76,6 +82,7 @@ def train_command(
             resume=(run or "") if resume else None,
             report_to=report_to,
             dry_run=dry_run,
+            merge_adapter=not no_merge,
         ),
         ConsoleTrainView(console),
     )

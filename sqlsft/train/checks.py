@@ -22,6 +22,7 @@ REPORT_TO = ("wandb", "trackio", "tensorboard", "none")
 REPORT_PACKAGES = {"wandb": "wandb", "trackio": "trackio", "tensorboard": "tensorboard"}
 EMBEDDED_WEIGHT_BYTES = 536_223_056  # the converted bf16 checkpoint, for the disk estimate before conversion
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2, None: 4}
+LORA_CHECKPOINT_SHARE = 0.05  # adapter parameters / model parameters, generously (r=32 all-linear: ~1.5-3%)
 
 
 def resolve_report_to(explicit: str | None, config: TrainConfig) -> tuple[str | list, str | None]:
@@ -38,6 +39,11 @@ def resolve_report_to(explicit: str | None, config: TrainConfig) -> tuple[str | 
                 f"--report-to wandb: wandb is not set up here ({wandb_setup().detail}).",
                 "Run `wandb login`, set WANDB_API_KEY, or WANDB_MODE=offline to log locally.",
             )
+        if value == "trackio":
+            return value, (
+                f"trackio: logging locally (no account) to {trackio_dir()}, project sqlsft; "
+                "see it with `trackio show --project sqlsft`"
+            )
         return value, None
     if "report_to" in config.training:
         return config.training["report_to"], None
@@ -49,6 +55,16 @@ def resolve_report_to(explicit: str | None, config: TrainConfig) -> tuple[str | 
     )
 
 
+def trackio_dir() -> Path:
+    """Where trackio keeps its local database (its own rule: TRACKIO_DIR, else HF_HOME/trackio)."""
+    if os.environ.get("TRACKIO_DIR"):
+        return Path(os.environ["TRACKIO_DIR"])
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface"
+    )
+    return Path(hf_home) / "trackio"
+
+
 def estimate_disk_gib(
     config: TrainConfig, weight_bytes: int | None, file_dtype: str | None = "bfloat16"
 ) -> float:
@@ -58,6 +74,8 @@ def estimate_disk_gib(
     params = weight_bytes / DTYPE_BYTES.get(file_dtype, 2)
     train_bytes = DTYPE_BYTES.get(config.model.get("dtype"), 4)
     checkpoint = params * (train_bytes + 8)
+    if config.uses_peft:  # a checkpoint holds the adapter and its optimizer: a few % of the model at most
+        checkpoint = params * LORA_CHECKPOINT_SHARE * 12
     strategy = str(config.training.get("save_strategy", "steps"))
     kept = config.training.get("save_total_limit") or (1 if strategy == "no" else 2)
     return (kept * checkpoint + params * train_bytes) / 2**30 + 0.5
@@ -93,6 +111,16 @@ def preflight(config: TrainConfig, plan: LaunchPlan, hardware: Hardware) -> list
         )
     elif liger and importlib.util.find_spec("liger_kernel") is None:
         problems.append("use_liger_kernel needs the liger-kernel package: pip install 'sqlsft[gpu]'.")
+    if config.quantized and plan.device == "cpu":
+        problems.append(
+            f"Preset '{config.preset}' loads the base in 4 bits (QLoRA, bitsandbytes), which needs a CUDA GPU, "
+            "and this run is on the CPU. Use --preset lora (the same adapter on a bf16 base), "
+            "or --dry-run to prepare the job for a GPU machine."
+        )
+    elif config.quantized and importlib.util.find_spec("bitsandbytes") is None:
+        problems.append("QLoRA (load_in_4bit) needs the bitsandbytes package: pip install 'sqlsft[gpu]'.")
+    if config.uses_peft and importlib.util.find_spec("peft") is None:
+        problems.append("LoRA (use_peft) needs the peft package: pip install peft.")
     if _wants_bf16(config) and plan.device == "gpu" and hardware.gpus:
         lacking = [g for g in hardware.gpus[: plan.processes_per_node] if not g.bf16]
         if lacking:

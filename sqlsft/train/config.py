@@ -32,7 +32,8 @@ from sqlsft.common.paths import cache_dir, presets_dir
 SECTIONS = ("data", "model", "training")
 DEFAULT_PRESET = "demo"
 FIELD_TABLE_VERSION = 1  # bump when the cached field table changes shape
-TOP_LEVEL_KEYS = ("description", "preset", *SECTIONS, "sources")  # `sources`: written by sqlsft, ignored
+# `sources`: written by sqlsft, ignored. `merge_adapter`: a LoRA run merges its adapter into model/ (default).
+TOP_LEVEL_KEYS = ("description", "preset", *SECTIONS, "merge_adapter", "sources")
 # Fields sqlsft sets itself (the run folder owns them); a config that sets them is refused with the reason.
 MANAGED_FIELDS = {
     "output_dir": "sqlsft writes checkpoints into the run folder (runs/<run>/checkpoints)",
@@ -178,6 +179,8 @@ def check_value(spec: FieldSpec, value: Any, origin: str) -> Any:
         if "float" in kinds:
             return value
     elif isinstance(value, str):
+        if "list" in kinds and "str" not in kinds:
+            return [value]  # one item (lora_target_modules: all-linear, as TRL's own YAML files write it)
         if "float" in kinds and "str" not in kinds:
             try:  # YAML reads 2e-5 (no dot) as a string
                 return float(value)
@@ -280,9 +283,11 @@ class TrainConfig:
     model: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # where each layer came from, in order
+    # LoRA/QLoRA: merge the adapter into model/ at the end (--no-merge: keep it apart)
+    merge_adapter: bool = True
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "description": self.description,
             "preset": self.preset,
             "sources": self.sources,
@@ -290,6 +295,19 @@ class TrainConfig:
             "model": self.model,
             "training": self.training,
         }
+        if not self.merge_adapter:
+            out["merge_adapter"] = False
+        return out
+
+    @property
+    def uses_peft(self) -> bool:
+        """A LoRA (or QLoRA) run: TRL trains an adapter on a frozen base."""
+        return bool(self.model.get("use_peft"))
+
+    @property
+    def quantized(self) -> bool:
+        """The frozen base is loaded in 4 or 8 bits through bitsandbytes (QLoRA)."""
+        return bool(self.model.get("load_in_4bit") or self.model.get("load_in_8bit"))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(
@@ -327,6 +345,10 @@ def _layer(config: TrainConfig, raw: dict, origin: str, table, seen: tuple[str, 
         getattr(config, section).update(check_section(section, raw.get(section), origin, table))
     if raw.get("description"):
         config.description = str(raw["description"])
+    if "merge_adapter" in raw:
+        if not isinstance(raw["merge_adapter"], bool):
+            raise SqlsftError(f"{origin}: merge_adapter = {raw['merge_adapter']!r}: expected true or false.")
+        config.merge_adapter = raw["merge_adapter"]
     config.sources.append(origin)
 
 
@@ -368,6 +390,7 @@ def resolve_config(
     dataset: str | None = None,
     max_steps: int | None = None,
     report_to: str | None = None,
+    merge_adapter: bool | None = None,
 ) -> TrainConfig:
     """Preset, then the user's file (which may name a preset), then command-line options, then --set."""
     table = field_table()
@@ -408,10 +431,18 @@ def resolve_config(
         )
     if not config.model.get("model_name_or_path"):
         raise SqlsftError("No model given.", "Set model.model_name_or_path in the config, or pass --model.")
-    if config.model.get("use_peft"):
+    quantized = [k for k in ("load_in_4bit", "load_in_8bit") if config.model.get(k)]
+    if quantized and not config.model.get("use_peft"):
         raise SqlsftError(
-            "LoRA/PEFT training (model.use_peft) is not supported by sqlsft train yet.",
-            "Train the full model (the presets do), or run TRL's own `trl sft --use_peft` on the prepared data.",
+            f"model.{quantized[0]} quantizes the base model, which then cannot be trained itself.",
+            "Train an adapter on it: --preset qlora, or --set use_peft=true.",
+        )
+    if merge_adapter is not None:
+        config.merge_adapter = merge_adapter
+    if not config.merge_adapter and not config.model.get("use_peft"):
+        raise SqlsftError(
+            "--no-merge keeps a LoRA adapter unmerged, and this run trains the full model.",
+            "Use it with --preset lora or qlora (or --set use_peft=true).",
         )
     return config
 
@@ -428,5 +459,6 @@ def load_resolved(path: Path) -> TrainConfig:
         preset=str(raw.get("preset") or "custom"),
         description=str(raw.get("description") or ""),
         sources=list(sources) if isinstance(sources, list) else [str(sources)],
+        merge_adapter=raw.get("merge_adapter") is not False,
         **sections,
     )

@@ -22,3 +22,4 @@ class TrainOptions:
     resume: str | None = None  # None: a new run; "": the newest run that stopped early; else a run name
     report_to: str | None = None
     dry_run: bool = False
+    merge_adapter: bool = True  # False (--no-merge): a LoRA run keeps adapter/ and writes no merged model/

@@ -41,7 +41,8 @@ def pick_resume_run(name: str) -> Run:
 def _refuse_flags(options: TrainOptions) -> None:
     given = [flag for flag, value in (("--preset", options.preset), ("--config", options.config_file),
              ("--set", options.overrides), ("--model", options.model), ("--dataset", options.dataset),
-             ("--max-steps", options.max_steps), ("--run-name", options.run_name)) if value]  # fmt: skip
+             ("--max-steps", options.max_steps), ("--run-name", options.run_name),
+             ("--no-merge", not options.merge_adapter)) if value]  # fmt: skip
     if given:
         raise SqlsftError(
             f"--resume continues a run with its own config; drop {', '.join(given)}.",

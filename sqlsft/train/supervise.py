@@ -29,6 +29,7 @@ from sqlsft.runs.metrics import (
 from sqlsft.runs.registry import Run, RunFolder, load_run
 from sqlsft.runs.status import RunState, read_status, update_status
 from sqlsft.train import launch
+from sqlsft.train.adapter import has_adapter
 from sqlsft.train.checks import check_before_launch, check_run_name, resolve_report_to, slow_bf16_warning
 from sqlsft.train.config import TrainConfig, resolve_config
 from sqlsft.train.options import TrainOptions
@@ -89,7 +90,7 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
     check_run_name(options.run_name, options.nodes, options.dry_run)
     config = resolve_config(
         options.preset, options.config_file, options.overrides, options.model, options.dataset,
-        options.max_steps, None,
+        options.max_steps, None, merge_adapter=False if not options.merge_adapter else None,
     )  # fmt: skip
     if not options.preset and not options.config_file:
         view.note(f"No --preset given: using {config.preset}.")
@@ -106,6 +107,7 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
     bf16_warning = slow_bf16_warning(config, plan)
     if options.dry_run:
         notes += [f"dry run: {p}" for p in problems] + [n for n in (bf16_warning, report_note) if n]
+        notes += _estimate(config, plan, resolved)
         return _dry_run(config, plan, notes, options.run_name, hardware.describe())
     if bf16_warning:
         view.note(bf16_warning, warning=True)
@@ -127,6 +129,21 @@ def _prepare_data(config: TrainConfig, view: TrainView):
         **config.data, model=config.model_name, max_length=int(config.training.get("max_length") or 1024)
     )
     return prepare(options, view.console)
+
+
+def _estimate(config: TrainConfig, plan, resolved) -> list[str]:
+    """Trainable parameters and memory per process, from the model's config (no weights read)."""
+    from sqlsft.models.resolve import embedded_model_path
+    from sqlsft.train.estimate import estimate_lines
+
+    if resolved is None:
+        return []  # the model could not be resolved: the notes already say why
+    path = resolved.path_or_id
+    if resolved.is_embedded:
+        path = str(embedded_model_path())
+        if not (embedded_model_path() / "config.json").is_file():
+            return ["the estimate needs the embedded model's config: it is converted on the first real run"]
+    return estimate_lines(path, config, plan.num_processes, plan.device, plan.strategy == "fsdp")
 
 
 def _dry_run(config: TrainConfig, plan, notes: list[str], run_name: str | None, hardware: str) -> DryRunPlan:
@@ -192,8 +209,8 @@ def execute(folder: RunFolder, command: list[str], view: TrainView, start_step: 
 def finish(folder: RunFolder, returncode: int | None, interrupted: bool, started: float) -> TrainResult:
     """Record the outcome in status.json; a failed run raises with the line of the log that says why."""
     metrics = read_metrics(folder.path)
-    saved = (
-        first_event(metrics, MetricsEvent.SAVED) is not None and (folder.model_dir / "config.json").is_file()
+    saved = first_event(metrics, MetricsEvent.SAVED) is not None and (
+        (folder.model_dir / "config.json").is_file() or has_adapter(folder.path)  # --no-merge: adapter/ only
     )
     if interrupted:
         status = RunState.INTERRUPTED

@@ -19,6 +19,12 @@ from sqlsft.models.chat_template import ensure_chat_template
 from sqlsft.runs.metrics import MetricsEvent, StepMetrics, append_event, append_step
 from sqlsft.runs.registry import RunFolder
 from sqlsft.runs.run_info import require_run_info
+from sqlsft.train.adapter import (
+    peft_and_quantization,
+    save_adapter_and_merge,
+    save_tokenizer,
+    stop_on_end_of_turn,
+)
 from sqlsft.train.config import load_resolved
 from sqlsft.train.end_of_turn import (
     blank_ids,
@@ -178,6 +184,10 @@ def build_sft_config(config, run_dir: Path):
         "attn_implementation": model.get("attn_implementation"),
         "trust_remote_code": bool(training.get("trust_remote_code", False)),
     }
+    report_to = training.get("report_to")
+    if "trackio" in ([report_to] if isinstance(report_to, str) else list(report_to or [])):
+        # trackio's project (TrainingArguments' default: huggingface), as WANDB_PROJECT is for wandb
+        training.setdefault("project", "sqlsft")
     init_kwargs = {k: v for k, v in init_kwargs.items() if v is not None}
     init_kwargs.update(training.pop("model_init_kwargs", None) or {})
     training.update(
@@ -192,21 +202,11 @@ def build_sft_config(config, run_dir: Path):
 def save_final_model(trainer, tokenizer, model_dir: Path, end_id: int) -> None:
     """model/: weights, tokenizer, chat template and a generation config whose eos lists the end of turn."""
     model = trainer.model
-    generation = model.generation_config
-    eos = generation.eos_token_id
-    eos = [] if eos is None else ([eos] if isinstance(eos, int) else list(eos))
-    for token_id in (tokenizer.eos_token_id, end_id):
-        if token_id is not None and token_id not in eos:
-            eos.append(token_id)
-    generation.eos_token_id = eos
-    if generation.pad_token_id is None:
-        generation.pad_token_id = tokenizer.pad_token_id
+    stop_on_end_of_turn(model.generation_config, tokenizer, end_id)
     model.config.use_cache = True
     trainer.save_model(str(model_dir))
     if trainer.accelerator.is_main_process:
-        tokenizer.save_pretrained(str(model_dir))
-        if not (model_dir / "chat_template.jinja").is_file() and tokenizer.chat_template:
-            (model_dir / "chat_template.jinja").write_text(tokenizer.chat_template, encoding="utf-8")
+        save_tokenizer(tokenizer, model_dir)
 
 
 def run(run_dir: Path, resume_from: str | None = None) -> int:
@@ -250,13 +250,21 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         return 2
 
     metrics_cb, stop_cb = build_callbacks(run_dir, stop)
+    peft_config, quantization_config = peft_and_quantization(config)
     trainer = SFTTrainer(
         model=model_path,
         args=sft_config,
         train_dataset=train_rows,
         processing_class=tokenizer,
         callbacks=[metrics_cb, stop_cb],
+        peft_config=peft_config,
+        quantization_config=quantization_config,
     )
+    if peft_config is not None and is_main:
+        trainable, total = trainer.model.get_nb_trainable_parameters()
+        text = f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / total:.2f}%)"
+        print(f"[sqlsft] {text}", flush=True)
+        append_event(run_dir, MetricsEvent.NOTE, time.time(), text=text)
     checked, bad = check_end_of_turn(trainer.train_dataset, end_id, blank_ids(tokenizer))
     if bad:
         shown = ", ".join(map(str, bad[:EXAMPLES_SHOWN]))
@@ -267,8 +275,11 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         )
         return 3
     print(f"[sqlsft] labels checked: all {checked} examples end with an unmasked end of turn (id {end_id})")
-    fixed = None if resume_from else fix_untrained_end_of_turn(trainer.model, tokenizer, end_id)
-    if fixed:  # on resume the checkpoint's weights (already fixed) replace the model's
+    # On resume a full run's checkpoint holds the fixed weights; a LoRA checkpoint holds only the adapter,
+    # so its frozen base is fixed again (the fix is deterministic, and the merge repeats it).
+    fix = not resume_from or peft_config is not None
+    fixed = fix_untrained_end_of_turn(trainer.model, tokenizer, end_id) if fix else None
+    if fixed:
         print(f"[sqlsft] {fixed}", flush=True)
         if is_main:
             append_event(run_dir, MetricsEvent.NOTE, time.time(), text=fixed)
@@ -277,14 +288,16 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     if stop_cb.stopped:
         print(f"[sqlsft] stopped at step {trainer.state.global_step} (checkpoint saved)", flush=True)
     else:
-        save_final_model(trainer, tokenizer, folder.model_dir, end_id)
+        if peft_config is None:
+            saved = folder.model_dir
+            save_final_model(trainer, tokenizer, saved, end_id)
+        else:
+            if is_main and config.merge_adapter:
+                print("[sqlsft] saving the adapter and merging it into model/", flush=True)
+            saved = save_adapter_and_merge(trainer, config, run_dir, model_path, tokenizer, end_id)
         if is_main:
             append_event(
-                run_dir,
-                MetricsEvent.SAVED,
-                time.time(),
-                path=str(folder.model_dir),
-                step=trainer.state.global_step,
+                run_dir, MetricsEvent.SAVED, time.time(), path=str(saved), step=trainer.state.global_step
             )
     if hasattr(trainer, "end"):
         trainer.end()  # transformers >= 5.18: finish trackers and tear down the process group

@@ -38,7 +38,8 @@ def print_export(label: str, outcome: ExportOutcome, console: Console, err_conso
         table.add_row(
             "execution accuracy",
             f"original {_score(outcome.original_score)}, this file {_score(outcome.export_score)} "
-            f"on {outcome.eval_rows} test rows" + (f" ({0.0 - loss:+.1f} points)" if loss is not None else ""),
+            f"on {outcome.eval_rows} test rows"
+            + (f" ({0.0 - loss:+.1f} points)" if loss is not None else ""),
         )
     else:
         table.add_row("execution accuracy", "not measured (--no-eval)")
