@@ -20,7 +20,10 @@ def test_every_preset_resolves_and_builds_a_real_sft_config(name, tmp_path):
     assert config.preset == name
     assert config.model["model_name_or_path"]
     # the values themselves are accepted by TRL (use_cpu: this machine has no GPU for bf16)
-    SFTConfig(output_dir=str(tmp_path), use_cpu=True, **config.training)
+    from sqlsft.train.token_budget import Device, plan_micro_batches
+
+    planned = plan_micro_batches(config, Device("cpu"))  # `fast`'s token budget becomes TRL's own keys
+    SFTConfig(output_dir=str(tmp_path), use_cpu=True, **planned.training)
     ModelConfig(**config.model)
 
 
@@ -49,7 +52,7 @@ def test_presets_reproduce_the_workshop_and_add_fast_and_demo():
     fast = resolve_config(preset="fast")
     assert fast.training["packing"] and fast.training["packing_strategy"] == "bfd"
     assert fast.training["completion_only_loss"] and not fast.training["gradient_checkpointing"]
-    assert fast.model["attn_implementation"] == "sdpa"
+    assert fast.model["attn_implementation"] == "flex_attention"
     assert fast.training["learning_rate"] == baseline.training["learning_rate"]  # same objective
 
     demo = resolve_config(preset="demo")
@@ -78,7 +81,7 @@ def test_user_config_names_a_preset_and_overrides_apply_in_order(tmp_path):
     assert config.model == {
         "model_name_or_path": "embedded",
         "dtype": "float32",
-        "attn_implementation": "sdpa",
+        "attn_implementation": "flex_attention",
     }
     assert config.data["num_rows"] == 500
     # YAML reads a bare `no` as false: for a field whose choices include "no", it means "no"

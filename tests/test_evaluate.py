@@ -291,7 +291,7 @@ def test_test_file_scores_every_row_of_the_file_whatever_was_prepared_before(tmp
     with ScriptedServer(default="SELECT a FROM t WHERE a = 1", model="filed") as server:
         result = run_process("eval", "--url", server.url, "--test-file", str(data), "--json")
         assert result.returncode == 0, result.stderr
-        assert chat_requests(server) == 24
+        assert chat_requests(server) == 24, result.stderr
     report = json.loads(result.stdout)  # --json: stdout is the report alone
     assert report["examples"] == 24 and report["execution_accuracy"] == 1.0
     assert report["split_rows"] == 24 and report["prepared"] != str(plain.folder)

@@ -3,6 +3,7 @@ request outside 127.0.0.1 blocked; the prompt it builds, byte for byte against P
 results shown as text; the SQL time limit; the server's headers; bad input as one line."""
 
 import http.server
+import json
 import shutil
 import socket
 import subprocess
@@ -475,3 +476,16 @@ def test_page_code_writes_text_only():
             "new Function",
         ):
             assert sink not in source, (name, sink)
+
+
+@pytest.mark.slow
+def test_bench_web_measures_the_page_and_native_on_the_same_prompts(tiny_gguf, runtime):
+    """`sqlsft bench web FILE.gguf`: the page in headless Chromium and llama-cpp-python natively, same prompts."""
+    from tests.cli_runner import run_process
+
+    result = run_process("bench", "web", str(tiny_gguf), "--prompts", "2", "--max-tokens", "8", "--json")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["prompts"] == 2 and report["page_ready_s"] > 0 and report["native_load_s"] > 0
+    assert report["browser_tokens_per_s"] > 0 and report["native_tokens_per_s"] > 0
+    assert len(report["prompt_tokens"]) == 2 and report["browser_share_of_native"] > 0

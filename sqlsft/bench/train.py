@@ -34,14 +34,17 @@ CSV_FILE = "bench.csv"
 PLOT_FILE = "bench.png"
 CSV_FIELDS = (
     "preset", "device", "gpus", "processes", "status", "reason", "steps", "warmup_steps",
-    "per_device_batch", "step_time_s", "tokens_per_s", "samples_per_s", "peak_memory_gib", "memory_kind",
+    "per_device_batch", "tokens_per_micro_batch", "attn_implementation", "step_time_s", "tokens_per_s", "samples_per_s", "peak_memory_gib", "memory_kind",
     "projected_epoch_s", "tokens_per_s_ratio", "peak_memory_ratio", "mfu", "first_loss", "last_loss",
 )  # fmt: skip
 METHOD = (
     "Each row is a real `sqlsft train` run of warmup+steps steps. Timed window: from the log of the last "
     "warm-up step to the log of the last step (rank 0, logging_steps=1). tokens/s counts TRL's num_tokens "
     "(non-padding tokens, all ranks); samples/s = tokens/s / mean tokens per train row; projected epoch = "
-    "real tokens of the train split (rows within max_length) / tokens/s. Peak memory: torch's max "
+    "real tokens of the train split (rows within max_length) / tokens/s. A preset with "
+    "tokens_per_micro_batch packs rows into one padding-free sequence of up to that many tokens per micro-batch "
+    "(per_device_batch is then 1); the worker's resolved budget and attention are read from metrics.jsonl. "
+    "Peak memory: torch's max "
     "allocated GPU memory, or the peak RSS of rank 0 on the CPU. MFU = FLOPs/token x tokens/s / "
     "(GPUs x peak dense bf16 FLOP/s)."
 )

@@ -99,6 +99,7 @@ def measure(run_dir: Path, warmup: int, steps: int) -> dict[str, Any]:
     seconds = end["time"] - begin["time"]
     tokens = (end.get("num_tokens") or 0) - (begin.get("num_tokens") or 0)
     window = [m for s, m in logged.items() if warmup < s <= last_step]
+    data = first_event(metrics, MetricsEvent.DATA) or {}  # the worker's resolved plan
     memory = [m["peak_memory_gib"] for m in window if m.get("peak_memory_gib") is not None]
     losses = [logged[s]["loss"] for s in sorted(logged)]
     return {
@@ -110,6 +111,8 @@ def measure(run_dir: Path, warmup: int, steps: int) -> dict[str, Any]:
         "memory_kind": window[-1].get("memory") if window else None,
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
+        "tokens_per_micro_batch": data.get("tokens_per_micro_batch"),
+        "attn_implementation": data.get("attn_implementation"),
     }
 
 
@@ -136,6 +139,8 @@ def run_figures(run_dir: Path, config, warmup: int, steps: int, hardware, gpus: 
         "timed_seconds": round(figures["seconds"], 3),
         "first_loss": figures["first_loss"],
         "last_loss": figures["last_loss"],
+        "tokens_per_micro_batch": figures["tokens_per_micro_batch"],
+        "attn_implementation": figures["attn_implementation"],
         "mfu": None,
     }
     if device == "gpu" and rate and mean_tokens:

@@ -138,3 +138,30 @@ def bench_serve_command(
         console=err_console if as_json else console,
     )
     _show(report, as_json, serve_renderables(report))
+
+
+@bench_app.command("web")
+def bench_web_command(
+    model: str = typer.Argument("embedded", help="A run, a model folder, `embedded` or a .gguf file."),
+    quant: str = typer.Option(
+        None, "--quant", help="Which GGUF export of a run (default: the newest, else made)."
+    ),
+    prompts: int = typer.Option(3, "--prompts", min=1, help="Builtin prompts, asked one at a time."),
+    max_tokens: int = typer.Option(64, "--max-tokens", min=1, help="Answer length cap per prompt."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Threads on both sides (default: all cores)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """The web page in headless Chromium against llama.cpp native, same prompts: page-ready time, time to first
+    token, output tokens/s, and the browser's share of native speed."""
+    from sqlsft.bench.web import bench_web
+    from sqlsft.cli.views.bench import web_renderables
+
+    result = bench_web(
+        model,
+        quant,
+        prompts=prompts,
+        max_tokens=max_tokens,
+        threads=threads,
+        log=lambda line: err_console.print(line, markup=False, highlight=False),
+    )
+    _show(result.to_dict(), as_json, web_renderables(result))

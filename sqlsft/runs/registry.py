@@ -64,6 +64,11 @@ class RunFolder:
         return self.path / "model"
 
     @property
+    def adapter_dir(self) -> Path:
+        """A LoRA run's adapter (peft's files), next to the merged model/ (alone with --no-merge)."""
+        return self.path / "adapter"
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.path / "checkpoints"
 

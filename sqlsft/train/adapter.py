@@ -8,14 +8,14 @@ QLoRA's base is loaded in 4 bits for training only: the merge loads it again in 
 
 from pathlib import Path
 
+from sqlsft.runs.registry import RunFolder
 from sqlsft.train.config import TrainConfig
 
-ADAPTER_DIR = "adapter"  # next to model/ in the run folder (peft's adapter_config.json + weights)
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # peft's own name
 
 
 def adapter_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / ADAPTER_DIR
+    return RunFolder(Path(run_dir)).adapter_dir
 
 
 def has_adapter(run_dir: Path) -> bool:

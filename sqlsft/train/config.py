@@ -28,6 +28,7 @@ import yaml
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.paths import cache_dir, presets_dir
+from sqlsft.train.token_budget import check_token_budget
 
 SECTIONS = ("data", "model", "training")
 DEFAULT_PRESET = "demo"
@@ -69,6 +70,12 @@ class FieldSpec:
             return "one of " + ", ".join(self.choices) + (" or null" if "none" in self.kinds else "")
         return " or ".join(names[k] for k in self.kinds if k in names) or "any value"
 
+
+# Training keys sqlsft reads itself (train/token_budget.py) and never passes to SFTConfig.
+SQLSFT_TRAINING_FIELDS = {
+    "tokens_per_micro_batch": FieldSpec("tokens_per_micro_batch", "training", ("int", "str", "none")),
+    "liger_kernel_when_available": FieldSpec("liger_kernel_when_available", "training", ("bool",)),
+}
 
 # ---------------------------------------------------------------- the field table
 
@@ -144,7 +151,7 @@ def field_table() -> dict[str, dict[str, FieldSpec]]:
             tmp.replace(cache_file)
         except OSError:
             pass  # a read-only cache only costs the import next time
-    return {"data": data, **table}
+    return {"data": data, **table, "training": {**table["training"], **SQLSFT_TRAINING_FIELDS}}
 
 
 # ---------------------------------------------------------------- checking values
@@ -429,6 +436,7 @@ def resolve_config(
             f"training.max_steps = {steps}: give a number of optimizer steps, at least 1.",
             "Or -1 (TRL's default) to train for num_train_epochs.",
         )
+    check_token_budget(config.training)
     if not config.model.get("model_name_or_path"):
         raise SqlsftError("No model given.", "Set model.model_name_or_path in the config, or pass --model.")
     quantized = [k for k in ("load_in_4bit", "load_in_8bit") if config.model.get(k)]

@@ -33,6 +33,7 @@ from sqlsft.train.end_of_turn import (
     end_of_turn_id,
     fix_untrained_end_of_turn,
 )
+from sqlsft.train.token_budget import MicroBatchPlan, plan_for_this_rank
 
 # How many offending rows to name when labels do not end with the end of turn.
 EXAMPLES_SHOWN = 3
@@ -173,15 +174,16 @@ def drop_overlong(dataset, tokenizer, max_length: int | None, num_proc: int | No
 # ---------------------------------------------------------------- main
 
 
-def build_sft_config(config, run_dir: Path):
+def build_sft_config(config, run_dir: Path, plan: MicroBatchPlan):
+    """SFTConfig from the resolved config, with the micro-batch plan's fields (token budget, liger) applied."""
     from trl import SFTConfig
 
-    training = dict(config.training)
+    training = dict(plan.training)
     model = config.model
     init_kwargs = {
         "revision": model.get("model_revision", "main"),
         "dtype": model.get("dtype", "float32"),
-        "attn_implementation": model.get("attn_implementation"),
+        "attn_implementation": plan.attn_implementation,
         "trust_remote_code": bool(training.get("trust_remote_code", False)),
     }
     report_to = training.get("report_to")
@@ -221,8 +223,9 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     from trl import SFTTrainer
 
     datasets.disable_progress_bars()
-    sft_config = build_sft_config(config, run_dir)
     model_path = run_info.model_path
+    plan = plan_for_this_rank(config, model_path)
+    sft_config = build_sft_config(config, run_dir, plan)
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, trust_remote_code=bool(config.training.get("trust_remote_code", False))
     )
@@ -234,17 +237,22 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     train_rows = data["train"]
     with sft_config.main_process_first(desc="measuring rows"):  # rank 0 writes the datasets cache first
         train_rows, dropped = drop_overlong(
-            train_rows, tokenizer, sft_config.max_length, sft_config.dataset_num_proc,
+            train_rows, tokenizer, plan.row_limit, sft_config.dataset_num_proc,
             counted=bool(run_info.data_token_counts),
         )  # fmt: skip
     is_main = sft_config.process_index == 0
     if is_main:
         append_event(
             run_dir, MetricsEvent.DATA, time.time(), rows=len(train_rows), dropped_overlong=dropped,
-            max_length=sft_config.max_length,
+            max_length=plan.row_limit, tokens_per_micro_batch=plan.tokens_per_micro_batch,
+            attn_implementation=plan.attn_implementation,
         )  # fmt: skip
+        for note in plan.notes:
+            append_event(run_dir, MetricsEvent.NOTE, time.time(), text=note)
+    for note in plan.notes:
+        print(f"[sqlsft] {note}", flush=True)
     if dropped:
-        print(f"[sqlsft] {dropped} rows longer than max_length={sft_config.max_length} left out", flush=True)
+        print(f"[sqlsft] {dropped} rows longer than max_length={plan.row_limit} left out", flush=True)
     if len(train_rows) == 0:
         print("[sqlsft] error: no training row fits in max_length; raise training.max_length", flush=True)
         return 2

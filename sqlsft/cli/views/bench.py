@@ -136,3 +136,27 @@ def serve_renderables(report: dict[str, Any]) -> Group:
             lines.append(escape(f"{label} / vLLM output tokens/s at concurrency {concurrency}: {ratio:.2f}x"))
     lines.append(escape(f"results: {report['folder']}/{serve.REPORT_FILE}"))
     return Group(*lines)
+
+
+def web_renderables(result) -> list:
+    """`sqlsft bench web`: the page in Chromium next to llama.cpp native (a sqlsft.bench.web.WebBenchResult)."""
+    table = Table(title=f"web page vs llama.cpp native: {result.gguf}", title_justify="left")
+    for column in ("", "ready s", "first token s", "output tokens/s"):
+        table.add_column(column, justify="right" if column else "left")
+    table.add_row(
+        "browser (wllama)",
+        f"{result.page_ready_s:.1f}",
+        f"{result.browser_ttft_s:.2f}",
+        f"{result.browser_tokens_per_s:.2f}",
+    )
+    table.add_row(
+        "native (llama-cpp-python)",
+        f"{result.native_load_s:.1f}",
+        f"{result.native_ttft_s:.2f}",
+        f"{result.native_tokens_per_s:.2f}",
+    )
+    table.caption = (
+        f"browser / native: {result.browser_share_of_native:.2f}; {result.same_answers} of {result.prompts} "
+        f"greedy answers identical; {result.threads} threads, {result.max_tokens} tokens"
+    )
+    return [table]

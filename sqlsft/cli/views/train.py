@@ -168,5 +168,9 @@ def print_summary(result: TrainResult, console: Console) -> None:
     parts = [f"{summary.steps} steps in {took}", loss, speed]
     console.print("[green]Completed[/] ", end="")
     _plain(console, f"{run.name}: " + ", ".join(p for p in parts if p))
-    _plain(console, f"Model: {run.model_dir}")
-    _plain(console, "Next: sqlsft serve latest")
+    if run.model_dir.is_dir() or not run.adapter_dir.is_dir():
+        _plain(console, f"Model: {run.model_dir}")
+        _plain(console, "Next: sqlsft serve latest")
+    else:  # --no-merge: only the adapter, which vLLM serves on its base
+        _plain(console, f"Adapter: {run.adapter_dir} (not merged)")
+        _plain(console, "Next: sqlsft serve latest --engine vllm")
