@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# setuptools first, before any test imports the stdlib's distutils: torch's inductor (FlexAttention's compiled
+# kernel) imports setuptools, whose distutils shim then fails an assertion
+import setuptools  # noqa: F401
+
 ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
