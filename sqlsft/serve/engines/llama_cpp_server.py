@@ -30,6 +30,7 @@ TRAINING_TEMPLATE_FORMAT = "sqlsft-training-template"
 # what an OpenAI client means by leaving these out: no repeat penalty, no top-k or min-p cut
 OPENAI_SAMPLING_DEFAULTS = {"repeat_penalty": 1.0, "top_k": 0, "min_p": 0.0}
 GENERATION_PATHS = ("/v1/chat/completions", "/v1/completions")
+GRACEFUL_SHUTDOWN_S = 3
 
 
 class OpenAISamplingDefaults:
@@ -118,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
         port=server_settings.port,
         ssl_keyfile=server_settings.ssl_keyfile,
         ssl_certfile=server_settings.ssl_certfile,
+        # SIGTERM (sqlsft's stop, or the parent's death) must end it even while a generation runs: uvicorn
+        # would otherwise wait for every queued request first
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
 
 
