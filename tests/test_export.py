@@ -393,8 +393,9 @@ def test_export_cli_checks_and_evaluates_both_sides(converter, tiny_spm_model):
     from tests.cli_runner import run_process
 
     result = run_process(
-        "export", str(tiny_spm_model), "--quant", "q8_0", "--eval-rows", "3", "--threads", "2"
-    )
+        "export", str(tiny_spm_model), "--quant", "q8_0", "--eval-rows", "3", "--threads", "2",
+        "--original-engine", "transformers",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     folder = export_target(tiny_spm_model).folder
     manifest = json.loads((folder / "export.json").read_text())
