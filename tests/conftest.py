@@ -44,3 +44,27 @@ def artifacts_dir() -> Path:
     """Where tests leave files worth looking at (screenshots, reports): test-artifacts/ in the repo."""
     ARTIFACTS_DIR.mkdir(exist_ok=True)
     return ARTIFACTS_DIR
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium through Playwright (Playwright's own browser download fails here); one per
+    test module, so Playwright's event loop never outlives the module that drives it."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path("/usr/bin/chromium").exists():
+        pytest.fail(
+            "Debian's chromium is missing: apt-get install -y chromium (bash scripts/setup.sh --browser)"
+        )
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+            ],
+        )
+        yield instance
+        instance.close()

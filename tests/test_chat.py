@@ -496,26 +496,6 @@ def hostile_page(listener, tmp_path_factory):
         server.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield instance
-        instance.close()
-
-
 # Records what the page's Content-Security-Policy blocked (added by the browser driver, outside the CSP).
 RECORD_CSP_VIOLATIONS = (
     "window.cspViolations = [];"

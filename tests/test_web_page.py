@@ -233,26 +233,6 @@ def tiny_page(tiny_gguf, runtime, tmp_path_factory):
     server.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path("/usr/bin/chromium").exists():
-        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield instance
-        instance.close()
-
-
 RECORD_CSP_VIOLATIONS = (
     "window.cspViolations = [];"
     "document.addEventListener('securitypolicyviolation', e => "
