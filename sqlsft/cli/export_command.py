@@ -1,6 +1,8 @@
 """`sqlsft export MODEL --format gguf --quant Q`: a GGUF for llama.cpp, Ollama and the browser, checked and evaluated;
 `--format web`: a static page that runs that GGUF and the answer's SQL in the browser."""
 
+import importlib.util
+
 import typer
 
 from sqlsft.cli.app import app, console, err_console
@@ -66,6 +68,11 @@ def export_command(
     if threads is not None and threads < 1:
         raise SqlsftError(f"--threads {threads} must be 1 or more.")
     folder, label = resolve_model_folder(model, err_console)
+    if not dry_run and importlib.util.find_spec("llama_cpp") is None:
+        raise SqlsftError(
+            "GGUF export needs llama-cpp-python (llama.cpp's quantizer and the parity checks), which is not installed.",
+            "Install it with `bash scripts/setup.sh --llama` (or `uv sync --extra llama`).",
+        )
     if dry_run:
         target, plan, vocab_command = plan_model_export(folder, quant, threads)
         print_export_plan(label, target, plan, vocab_command, console)
