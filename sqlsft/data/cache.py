@@ -22,7 +22,7 @@ from sqlsft.data.options import DEFAULT_TEMPLATE, PrepareOptions
 from sqlsft.data.sources import SourceKind, source_identity, source_kind
 
 # Bump when the prepared rows change shape or content for the same inputs.
-DATA_FORMAT_VERSION = 2  # 2: the embedded tokenizer matches llama.cpp on runs of spaces
+DATA_FORMAT_VERSION = 3  # 2: the embedded tokenizer matches llama.cpp on runs of spaces; 3: gretel-shaped builtin rows
 DATASET_FOLDER = "dataset"
 MANIFEST_FILE = "manifest.json"
 EXAMPLE_COLUMNS = ("sql_prompt", "sql_context", "sql")

@@ -75,6 +75,7 @@ class FieldSpec:
 SQLSFT_TRAINING_FIELDS = {
     "tokens_per_micro_batch": FieldSpec("tokens_per_micro_batch", "training", ("int", "str", "none")),
     "liger_kernel_when_available": FieldSpec("liger_kernel_when_available", "training", ("bool",)),
+    "freeze_embeddings": FieldSpec("freeze_embeddings", "training", ("bool",)),  # train/freeze.py
 }
 
 # ---------------------------------------------------------------- the field table

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.train.config import TrainConfig
+from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY, frozen_parameter_count
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits per weight + one fp32 scale per block of 64
@@ -62,7 +63,9 @@ class MemoryEstimate:
             modules = ",".join(modules) if isinstance(modules, list) else modules
             what = f"LoRA r={rank} on {modules}" + (" over a 4-bit base" if config.quantized else "")
         else:
-            what = "full fine-tuning"
+            what = "full fine-tuning" + (
+                ", embeddings frozen" if config.training.get(FREEZE_EMBEDDINGS_KEY) else ""
+            )
         where = "GPU" if device == "gpu" else "process"
         return [
             f"trainable parameters: {shape.trainable_params:,} of {shape.total_params:,} ({share:.2f}%), {what}",
@@ -102,6 +105,8 @@ def model_shape(model_config, config: TrainConfig) -> ModelShape:
         m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head
     )
     trainable = total
+    if config.training.get(FREEZE_EMBEDDINGS_KEY) and not config.uses_peft:
+        trainable = total - frozen_parameter_count(model)
     if config.uses_peft:
         from peft import get_peft_model
 

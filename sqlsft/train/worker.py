@@ -33,6 +33,7 @@ from sqlsft.train.end_of_turn import (
     end_of_turn_id,
     fix_untrained_end_of_turn,
 )
+from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY, freeze_embeddings
 from sqlsft.train.token_budget import MicroBatchPlan, plan_for_this_rank
 
 # How many offending rows to name when labels do not end with the end of turn.
@@ -291,6 +292,12 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         print(f"[sqlsft] {fixed}", flush=True)
         if is_main:
             append_event(run_dir, MetricsEvent.NOTE, time.time(), text=fixed)
+
+    if config.training.get(FREEZE_EMBEDDINGS_KEY) and peft_config is None:
+        frozen = freeze_embeddings(trainer.model)  # before train() builds the optimizer over what trains
+        print(f"[sqlsft] {frozen}", flush=True)
+        if is_main:
+            append_event(run_dir, MetricsEvent.NOTE, time.time(), text=frozen)
 
     trainer.train(resume_from_checkpoint=resume_from)
     if stop_cb.stopped:
