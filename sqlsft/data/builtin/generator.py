@@ -1,9 +1,10 @@
 """The offline builtin data set: text-to-SQL rows shaped like gretelai/synthetic_text_to_sql.
 
-Each row picks a query kind (by complexity bucket), a domain that has tables fit for it, fills those
-tables with 3-8 random rows, and words the question with one of several phrasings. Filter values
-and thresholds are drawn from the generated rows, so every analytic query returns at least one row
-by construction; `verify=True` also runs each schema and query in SQLite and redraws on failure.
+Each row picks a query kind (by complexity bucket), a domain that has tables fit for it, and a schema style
+(key names, column types, INSERT form); shows each table with the columns the query needs and a few others,
+fills it with 2-5 random rows, and words the question with one of several phrasings. Filter values and
+thresholds are drawn from the generated rows, so every analytic query returns at least one row by
+construction; `verify=True` also runs each schema and query in SQLite and redraws on failure.
 
 Every row has its own random generator seeded by (seed, id): the rows are deterministic, and a
 larger `num_rows` with the same seed extends a smaller one (prefix-stable).
@@ -19,15 +20,17 @@ from sqlsft.data.builtin.kinds import (
     TASK_DESCRIPTIONS,
     QueryKind,
 )
-from sqlsft.data.builtin.schema import Domain, Table, load_domains
-from sqlsft.data.builtin.values import (
-    ROWS_PER_TABLE,
-    TableData,
-    fill_table,
-    insert_statements,
-    pick,
-    rand_int,
+from sqlsft.data.builtin.schema import (
+    ROW_KEY,
+    Domain,
+    SchemaStyle,
+    Table,
+    draw_style,
+    key_name,
+    load_domains,
+    show_table,
 )
+from sqlsft.data.builtin.values import TableData, fill_table, insert_statements, pick
 
 BUILTIN_COLUMNS: tuple[str, ...] = (
     "id",
@@ -46,8 +49,21 @@ DEFAULT_NUM_ROWS = 12000
 
 # Share of rows per bucket; "dml" rows are the data-manipulation ones.
 BUCKET_WEIGHTS = {"basic": 0.30, "aggregation": 0.30, "join": 0.16, "subquery": 0.14, "dml": 0.10}
-DISTRACTOR_TABLE_CHANCE = 0.25  # how often the context also holds an unused table of the domain
+# The shape of a context, as gretel's: a table shows 3-6 columns (key included, and at least those its query
+# needs) and holds 2-5 rows, fewer for the two tables of a join, fewer still for an unused (distractor) table.
+# Every token costs on a CPU: through the text-to-sql template a row is p50 ~206, p95 ~289, max ~350 Gemma
+# tokens (it was p50 387, p95 626 with 3-8 rows and every column).
+TABLE_COLUMNS = (3, 3, 3, 3, 4, 4, 5, 6)
+TABLE_ROWS = (2, 2, 2, 2, 3, 3, 3, 4, 5)
+PAIR_COLUMNS = (3, 3, 3, 4)
+PAIR_ROWS = (2, 2, 3, 3)
+DISTRACTOR_TABLE_CHANCE = 0.08  # how often the context also holds an unused table of the domain
+DISTRACTOR_COLUMNS = (3,)
+DISTRACTOR_ROWS = (2,)
 DOMAINS: tuple[Domain, ...] = load_domains()
+# A table that another references is keyed by the reference's name when a style names keys for their table
+# (`hotels.hotel_id`, as `bookings.hotel_id` refers to it): table names are unique across domains.
+_REFERENCED_AS = {t.ref.parent: t.ref.name for d in DOMAINS for t in d.tables if t.ref}
 
 
 def _candidates(kind: QueryKind) -> list[tuple[Domain, list[tuple[Table, ...]]]]:
@@ -86,12 +102,31 @@ def _capitalize(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def fill_tables(rng: random.Random, tables) -> list:
+def _key(table: Table, style: SchemaStyle) -> str:
+    return key_name(table, style, _REFERENCED_AS.get(table.name, ""))
+
+
+def show_tables(rng: random.Random, kind: QueryKind, tables: tuple[Table, ...], style: SchemaStyle):
+    """The domain tables a kind asks about, as this row shows them."""
+    if len(tables) == 1:
+        (table,) = tables
+        keep_ref = rng.random() < 0.3
+        return (show_table(rng, table, kind.needs, style, _key(table, style), keep_ref, TABLE_COLUMNS),)
+    parent, child = tables
+    return (
+        show_table(rng, parent, kind.needs, style, _key(parent, style), False, PAIR_COLUMNS),
+        show_table(rng, child, kind.child_needs, style, _key(child, style), True, PAIR_COLUMNS),
+    )
+
+
+def fill_tables(rng: random.Random, tables) -> list[TableData]:
     """Rows for one table, or for a parent table and its child (whose rows refer to the parent's ids)."""
-    data = [(tables[0], fill_table(rng, tables[0]))]
-    if len(tables) == 2:
-        data.append((tables[1], fill_table(rng, tables[1], [row["id"] for row in data[0][1]])))
-    return data
+    if len(tables) == 1:
+        return [(tables[0], fill_table(rng, tables[0], pick(rng, TABLE_ROWS)))]
+    parent, child = tables
+    parent_rows = fill_table(rng, parent, pick(rng, PAIR_ROWS))
+    ids = [row[ROW_KEY] for row in parent_rows]
+    return [(parent, parent_rows), (child, fill_table(rng, child, pick(rng, PAIR_ROWS), ids))]
 
 
 def _draw(rng: random.Random, row_id: int, verifier: "_Verifier | None") -> dict:
@@ -99,17 +134,18 @@ def _draw(rng: random.Random, row_id: int, verifier: "_Verifier | None") -> dict
         bucket = rng.choices(_BUCKETS, cum_weights=_BUCKET_CUM)[0]
         kind = rng.choices(_KINDS_BY_BUCKET[bucket], cum_weights=_KIND_CUM[bucket])[0]
         domain, options = pick(rng, _CANDIDATES[kind.name])
-        tables = pick(rng, options)
+        style = draw_style(rng)
+        tables = show_tables(rng, kind, pick(rng, options), style)
         data = fill_tables(rng, tables)
         built = kind.build(rng, data)
         if built is None:
             continue
         sql, values, variant = built
-        context_data = _with_distractor(rng, domain, data)
-        inserts = insert_statements(context_data)
-        if verifier is not None and not verifier.check(inserts, sql, kind.bucket != "dml"):
+        context_data = _with_distractor(rng, domain, data, style)
+        inserts = insert_statements(context_data, style)
+        creates = [table.create(style.primary_key) for table, _ in context_data]
+        if verifier is not None and not verifier.check(creates, inserts, sql, kind.bucket != "dml"):
             continue
-        context = _context(context_data, inserts)
         names = _question_names(tables, values)
         question = _capitalize(pick(rng, kind.questions[variant]).format(**names))
         return {
@@ -121,17 +157,19 @@ def _draw(rng: random.Random, row_id: int, verifier: "_Verifier | None") -> dict
             "sql_task_type": kind.task_type,
             "sql_task_type_description": TASK_DESCRIPTIONS[kind.task_type],
             "sql_prompt": question,
-            "sql_context": context,
+            "sql_context": context(creates, inserts),
             "sql": sql,
             "sql_explanation": _capitalize(kind.explanations[variant].format(**names)),
         }
     raise RuntimeError(f"builtin generator: no valid query for row {row_id} after 200 draws")  # a bug
 
 
-def _context(data: list[TableData], inserts: list[str]) -> str:
-    """gretel's sql_context: each table's CREATE TABLE then its INSERT, on one line."""
+def context(creates: list[str], inserts: list[list[str]]) -> str:
+    """gretel's sql_context: each table's CREATE TABLE then its INSERTs, on one line."""
     return " ".join(
-        part for (table, _), insert in zip(data, inserts, strict=True) for part in (table.create, insert)
+        part
+        for create, table_inserts in zip(creates, inserts, strict=True)
+        for part in (create, *table_inserts)
     )
 
 
@@ -142,8 +180,10 @@ def _question_names(tables: tuple[Table, ...], values: dict) -> dict:
     return names
 
 
-def _with_distractor(rng: random.Random, domain: Domain, data: list[TableData]) -> list[TableData]:
-    """Sometimes add an unused table of the domain, as real schemas hold more than the query needs."""
+def _with_distractor(
+    rng: random.Random, domain: Domain, data: list[TableData], style: SchemaStyle
+) -> list[TableData]:
+    """Sometimes add a short unused table of the domain, as real schemas hold more than the query needs."""
     used = {t.name for t, _ in data}
     spare = [t for t in domain.tables if t.name not in used]
     if not spare or rng.random() >= DISTRACTOR_TABLE_CHANCE:
@@ -151,34 +191,31 @@ def _with_distractor(rng: random.Random, domain: Domain, data: list[TableData]) 
     extra = pick(rng, spare)
     rows_by_name = {t.name: rows for t, rows in data}
     parent_rows = rows_by_name.get(extra.ref.parent) if extra.ref else None
+    shown = show_table(rng, extra, (), style, _key(extra, style), parent_rows is not None, DISTRACTOR_COLUMNS)
     # an added parent holds at least the ids its child rows point to
     referenced = [r[t.ref.name] for t, rows in data if t.ref and t.ref.parent == extra.name for r in rows]
-    parent_ids = [r["id"] for r in parent_rows] if parent_rows else None
-    n = max([*referenced, rand_int(rng, *ROWS_PER_TABLE)])
-    rows_by_name[extra.name] = fill_table(rng, extra, parent_ids, n=n)
-    return [(t, rows_by_name[t.name]) for t in domain.tables if t.name in rows_by_name]
+    parent_ids = [r[ROW_KEY] for r in parent_rows] if parent_rows else None
+    n = max([*referenced, pick(rng, DISTRACTOR_ROWS)])
+    rows_by_name[extra.name] = fill_table(rng, shown, n, parent_ids)
+    shown_by_name = {t.name: t for t, _ in data} | {extra.name: shown}
+    return [(shown_by_name[t.name], rows_by_name[t.name]) for t in domain.tables if t.name in rows_by_name]
 
 
 class _Verifier:
-    """Runs each row's INSERTs and gold query in one in-memory SQLite database, rolled back after each check.
-
-    Every table's CREATE statement is fixed, so all of them run once up front (table names are unique
-    across domains, or this fails at once); a check then costs a transaction, not a schema change:
-    about 3x faster.
-    """
+    """Runs each row's schema, INSERTs and gold query in one in-memory SQLite database, in a transaction
+    rolled back after each check (SQLite's DDL is transactional): no database per row to open and close."""
 
     def __init__(self) -> None:
         self.connection = sqlite3.connect(":memory:", isolation_level=None)
-        for domain in DOMAINS:
-            for table in domain.tables:
-                self.connection.execute(table.create)
 
-    def check(self, inserts: list[str], sql: str, analytic: bool) -> bool:
+    def check(self, creates: list[str], inserts: list[list[str]], sql: str, analytic: bool) -> bool:
         connection = self.connection
         try:
             connection.execute("BEGIN")
-            for insert in inserts:
-                connection.execute(insert)
+            for create, table_inserts in zip(creates, inserts, strict=True):
+                connection.execute(create)
+                for insert in table_inserts:
+                    connection.execute(insert)
             cursor = connection.execute(sql)
             if analytic:
                 first = cursor.fetchone()

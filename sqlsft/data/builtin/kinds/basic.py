@@ -3,16 +3,16 @@
 from sqlsft.data.builtin.kinds import BASIC, query_kind
 from sqlsft.data.builtin.schema import quote
 from sqlsft.data.builtin.values import (
-    GREATER,
-    LESS,
+    category_vars,
+    comparison,
     count_words,
     mention,
+    number_vars,
+    passes,
     pick,
     rand_int,
     round_bounds,
-    threshold,
     unique_extreme,
-    value_phrase,
 )
 
 
@@ -25,7 +25,12 @@ from sqlsft.data.builtin.values import (
         "What are the {label_words} of the {plural} {phrase}?",
         "Show the {label_words} of {plural} {phrase}.",
         "Find all {plural} {phrase}.",
-        "Which {plural} are there {phrase}?",
+        "Identify the {plural} {phrase}.",
+        "Display the {label_words} of every {singular} {phrase}.",
+        "Get the {label_word} of each {singular} {phrase}.",
+        "Retrieve the {label_words} of {plural} {phrase}.",
+        "What {plural} are there {phrase}?",
+        "Return the {label_words} for {plural} {phrase}.",
     ),
     "This query selects the {label} column from the {table} table, keeping only the rows where {cat} is '{v}'.",
     needs=("label", "category"),
@@ -36,7 +41,7 @@ def _filter_category(rng, data):
     col = pick(rng, t.categories)
     v = pick(rng, rows)[col.name]
     sql = f"SELECT {t.label.name} FROM {t.name} WHERE {col.name} = {quote(v)};"
-    return sql, {"cat": col.name, "v": v, "phrase": value_phrase(rng, col, v)}, ""
+    return sql, category_vars(rng, col, v), ""
 
 
 @query_kind(
@@ -48,11 +53,15 @@ def _filter_category(rng, data):
             "Which {plural} have {num_words} {cmp} {x}?",
             "List the {plural} with {num_words} {cmp} {x}.",
             "Find the {label_words} of {plural} whose {num_words} is {cmp} {x}.",
+            "Identify {plural} with a {num_words} {cmp} {x}.",
+            "Show all {plural} that have {num_words} {cmp} {x}.",
+            "What are the {label_words} of {plural} with {num_words} {cmp} {x}?",
         ),
         "values": (
             "Show the {label_word} and {num_words} of each {singular} whose {num_words} is {cmp} {x}.",
             "List {plural} with {num_words} {cmp} {x}, along with their {num_words}.",
             "What are the {label_words} and {num_words} of {plural} with {num_words} {cmp} {x}?",
+            "Display the {num_words} of every {singular} with {num_words} {cmp} {x}, with its {label_word}.",
         ),
     },
     "This query returns {columns} from the {table} table for rows where {num} {op} {x}.",
@@ -61,21 +70,13 @@ def _filter_category(rng, data):
 )
 def _filter_number(rng, data):
     ((t, rows),) = data
-    col = pick(rng, t.numbers)
-    greater = rng.random() < 0.6
-    x = threshold(rng, col, rows, greater)
-    if x is None:
+    condition = comparison(rng, pick(rng, t.numbers), rows)
+    if condition is None:
         return None
-    op = ">" if greater else "<"
     variant = pick(rng, ("names", "values"))
-    columns = t.label.name if variant == "names" else f"{t.label.name}, {col.name}"
-    sql = f"SELECT {columns} FROM {t.name} WHERE {col.name} {op} {x};"
-    cmp = pick(rng, GREATER if greater else LESS)
-    return (
-        sql,
-        {"num": col.name, "num_words": col.words, "cmp": cmp, "x": x, "op": op, "columns": columns},
-        variant,
-    )
+    columns = t.label.name if variant == "names" else f"{t.label.name}, {condition['num']}"
+    sql = f"SELECT {columns} FROM {t.name} WHERE {condition['num']} {condition['op']} {condition['x']};"
+    return sql, {**condition, "columns": columns}, variant
 
 
 @query_kind(
@@ -86,39 +87,25 @@ def _filter_number(rng, data):
         "Which {plural} {phrase} have {num_words} {cmp} {x}?",
         "List the {plural} {phrase} with {num_words} {cmp} {x}.",
         "Find the {label_words} of {plural} {phrase} whose {num_words} is {cmp} {x}.",
+        "Show {plural} {phrase} that have a {num_words} {cmp} {x}.",
+        "Identify all {plural} {phrase} with {num_words} {cmp} {x}.",
+        "What are the {label_words} of {plural} {phrase} with {num_words} {cmp} {x}?",
     ),
     "This query selects the {label} of {plural} in the {table} table where {cat} is '{v}' and {num} {op} {x}.",
     needs=("label", "category", "number"),
 )
 def _filter_category_and_number(rng, data):
     ((t, rows),) = data
-    cat, col = pick(rng, t.categories), pick(rng, t.numbers)
+    cat = pick(rng, t.categories)
     v = pick(rng, rows)[cat.name]
-    group = [r for r in rows if r[cat.name] == v]
-    greater = rng.random() < 0.6
-    x = threshold(rng, col, rows, greater)
-    if x is None:
+    condition = comparison(rng, pick(rng, t.numbers), rows)
+    if condition is None or not any(passes(r[condition["num"]], condition) for r in rows if r[cat.name] == v):
         return None
-    op = ">" if greater else "<"
-    if not any((r[col.name] > float(x)) if greater else (r[col.name] < float(x)) for r in group):
-        return None
-    sql = f"SELECT {t.label.name} FROM {t.name} WHERE {cat.name} = {quote(v)} AND {col.name} {op} {x};"
-    phrase = value_phrase(rng, cat, v)
-    cmp = pick(rng, GREATER if greater else LESS)
-    return (
-        sql,
-        {
-            "cat": cat.name,
-            "v": v,
-            "phrase": phrase,
-            "num": col.name,
-            "num_words": col.words,
-            "cmp": cmp,
-            "x": x,
-            "op": op,
-        },
-        "",
+    sql = (
+        f"SELECT {t.label.name} FROM {t.name} WHERE {cat.name} = {quote(v)} "
+        f"AND {condition['num']} {condition['op']} {condition['x']};"
     )
+    return sql, {**category_vars(rng, cat, v), **condition}, ""
 
 
 @query_kind(
@@ -129,6 +116,8 @@ def _filter_category_and_number(rng, data):
         "List the {plural} with {num_words} between {a} and {b}.",
         "Which {plural} have {num_words} from {a} to {b}?",
         "Find the {label_words} of {plural} whose {num_words} is between {a} and {b}.",
+        "Show all {plural} with a {num_words} in the range {a} to {b}.",
+        "What are the {plural} whose {num_words} falls between {a} and {b}?",
     ),
     "This query selects the {label} of rows in the {table} table whose {num} lies between {a} and {b} (inclusive).",
     needs=("label", "number"),
@@ -138,7 +127,7 @@ def _between(rng, data):
     col = pick(rng, t.numbers)
     a, b = round_bounds(col, pick(rng, rows)[col.name])
     sql = f"SELECT {t.label.name} FROM {t.name} WHERE {col.name} BETWEEN {a} AND {b};"
-    return sql, {"num": col.name, "num_words": col.words, "a": a, "b": b}, ""
+    return sql, {**number_vars(col), "a": a, "b": b}, ""
 
 
 @query_kind(
@@ -150,6 +139,8 @@ def _between(rng, data):
         "What information does the {table} table hold about {x}?",
         "Get every column for the {singular} named {x}.",
         "Display the full record of {x}.",
+        "Show me everything about {x}.",
+        "Retrieve all information on the {singular} {x}.",
     ),
     "This query returns every column of the {table} table for the row whose {label} is '{v}'.",
     needs=("label",),
@@ -169,6 +160,8 @@ def _details(rng, data):
         "What are the distinct {cat_words} of {plural}?",
         "List the unique {cat_words} in the {table} table.",
         "Which {cat_words} appear among the {plural}?",
+        "Show all the different {cat_words} of {plural}.",
+        "List each {cat_word} that has at least one {singular}, without repeats.",
     ),
     "This query lists each distinct value of {cat} in the {table} table once.",
     needs=("category",),
@@ -177,7 +170,8 @@ def _details(rng, data):
 def _distinct(rng, data):
     ((t, _rows),) = data
     col = pick(rng, t.categories)
-    return f"SELECT DISTINCT {col.name} FROM {t.name};", {"cat": col.name, "cat_words": col.plural}, ""
+    sql = f"SELECT DISTINCT {col.name} FROM {t.name};"
+    return sql, {"cat": col.name, "cat_word": col.words, "cat_words": col.plural}, ""
 
 
 @query_kind(
@@ -189,11 +183,13 @@ def _distinct(rng, data):
             "List the {plural} with a {date_words} in {y} or later.",
             "Which {plural} have a {date_words} on or after January 1, {y}?",
             "Show the {label_words} of {plural} whose {date_words} is {y}-01-01 or later.",
+            "Find all {plural} with a {date_words} since the start of {y}.",
         ),
         "in": (
             "Which {plural} have a {date_words} in {y}?",
             "List the {plural} with a {date_words} during {y}.",
             "Show the {label_words} of {plural} whose {date_words} falls in {y}.",
+            "What {plural} had their {date_words} in {y}?",
         ),
     },
     {
@@ -223,6 +219,8 @@ def _date_filter(rng, data):
         "What is the {label_word} of the {singular} with the {extreme} {num_words}?",
         "Find the {singular} with the {extreme} {num_words}.",
         "Name the {singular} that has the {extreme} {num_words}.",
+        "Identify the {singular} with the {extreme} {num_words}.",
+        "Show the {singular} with the {extreme} {num_words}.",
     ),
     "This query orders the {table} table by {num} in {direction} order and returns the {label} of the first row.",
     needs=("label", "number"),
@@ -238,7 +236,7 @@ def _top_one(rng, data):
     sql = f"SELECT {t.label.name} FROM {t.name} ORDER BY {col.name} {order} LIMIT 1;"
     extreme = pick(rng, ("highest", "largest")) if highest else pick(rng, ("lowest", "smallest"))
     direction = "descending" if highest else "ascending"
-    return sql, {"num": col.name, "num_words": col.words, "extreme": extreme, "direction": direction}, ""
+    return sql, {**number_vars(col), "extreme": extreme, "direction": direction}, ""
 
 
 @query_kind(
@@ -250,6 +248,7 @@ def _top_one(rng, data):
             "What are the {n} {plural} with the highest {num_words}?",
             "List the {n} {plural} with the highest {num_words}, with their {num_words}.",
             "Show the top {n} {plural} by {num_words}.",
+            "Identify the top {n} {plural} with the most {num_words}.",
         ),
         "low": (
             "What are the {n} {plural} with the lowest {num_words}?",
@@ -263,9 +262,9 @@ def _top_one(rng, data):
 def _top_n(rng, data):
     ((t, rows),) = data
     col = pick(rng, t.numbers)
-    if len(rows) < 4:
+    if len(rows) < 3:
         return None
-    count = rand_int(rng, 2, min(5, len(rows) - 1))
+    count = rand_int(rng, 2, min(4, len(rows) - 1))
     highest = rng.random() < 0.65
     if not unique_extreme([r[col.name] for r in rows], count, highest):
         return None
@@ -274,8 +273,7 @@ def _top_n(rng, data):
     return (
         sql,
         {
-            "num": col.name,
-            "num_words": col.words,
+            **number_vars(col),
             "n": count_words(rng, count),
             "count": count,
             "direction": "descending" if highest else "ascending",
@@ -292,6 +290,7 @@ def _top_n(rng, data):
         "List the {label_words} and {num_words} of {plural} {phrase}, sorted by {num_words} in {direction} order.",
         "Show {plural} {phrase} with their {num_words}, from {range_words}.",
         "Sort the {plural} {phrase} by {num_words} ({direction}) and show their {label_words} and {num_words}.",
+        "Display the {num_words} of each {singular} {phrase}, ordered from {range_words}.",
     ),
     "This query selects {label} and {num} from the {table} table where {cat} is '{v}', ordered by {num} {order}.",
     needs=("label", "category", "number"),
@@ -309,11 +308,8 @@ def _sorted_filter(rng, data):
     return (
         sql,
         {
-            "cat": cat.name,
-            "v": v,
-            "phrase": value_phrase(rng, cat, v),
-            "num": col.name,
-            "num_words": col.words,
+            **category_vars(rng, cat, v),
+            **number_vars(col),
             "order": order,
             "direction": "descending" if highest else "ascending",
             "range_words": "highest to lowest" if highest else "lowest to highest",
@@ -330,6 +326,7 @@ def _sorted_filter(rng, data):
         "Which {plural} have a {cat_word} other than {v}?",
         "List the {label_words} of {plural} whose {cat_word} is not {v}.",
         "Find all {plural} except those whose {cat_word} is {v}.",
+        "Show the {label_words} of all {plural} with a {cat_word} different from {v}.",
     ),
     "This query selects the {label} of rows in the {table} table whose {cat} is anything but '{v}'.",
     needs=("label", "category"),
@@ -342,7 +339,7 @@ def _not_equal(rng, data):
     if all(r[col.name] == v for r in rows):
         return None
     sql = f"SELECT {t.label.name} FROM {t.name} WHERE {col.name} != {quote(v)};"
-    return sql, {"cat": col.name, "cat_word": col.words, "v": v}, ""
+    return sql, category_vars(rng, col, v), ""
 
 
 @query_kind(
@@ -353,6 +350,7 @@ def _not_equal(rng, data):
         "Which {plural} have a {label_word} starting with '{p}'?",
         "List the {plural} whose {label_word} begins with {p}.",
         "Find all {plural} with a {label_word} that starts with the letter {p}.",
+        "Show {plural} whose {label_word} starts with '{p}'.",
     ),
     "This query uses LIKE '{p}%' to select the {plural} in the {table} table whose {label} starts with '{p}'.",
     needs=("label",),

@@ -3,15 +3,16 @@
 from sqlsft.data.builtin.kinds import BASIC, SUBQUERIES, query_kind
 from sqlsft.data.builtin.schema import quote
 from sqlsft.data.builtin.values import (
-    GREATER,
-    LESS,
-    draw_date,
-    draw_number,
+    category_vars,
+    comparison,
+    draw_value,
+    linked_parents,
     mention,
+    number_vars,
     pick,
+    pick_category_value,
     sql_literal,
-    threshold,
-    value_phrase,
+    values_tuple,
 )
 
 
@@ -27,6 +28,8 @@ def _join_words(parts: list[str]) -> str:
         "Insert a new {singular} with {values}.",
         "Add a record to the {table} table with {values}.",
         "Add a new {singular} to the {table} table: {values}.",
+        "Insert a record for a new {singular}: {values}.",
+        "Create a new {singular} entry with {values}.",
     ),
     "This query inserts one new row into the {table} table with the given values.",
     weight=1.3,
@@ -34,24 +37,20 @@ def _join_words(parts: list[str]) -> str:
 def _insert(rng, data):
     ((t, rows),) = data
     used = {r[t.label.name] for r in rows} if t.label else set()
-    parts, literals = [], []
-    for col in t.columns:
+    ref_values = [r[t.ref.name] for r in rows] if t.ref else None
+    row, parts = {}, []
+    for col, (name, literal) in zip(t.columns, t.literals, strict=True):
         if col.role == "id":
             value = len(rows) + 1
         elif col.role == "label":
             value = pick(rng, [v for v in col.pool if v not in used])
-        elif col.role == "category":
-            value = pick(rng, col.pool)
-        elif col.role == "number":
-            value = draw_number(rng, col)
-        elif col.role == "date":
-            value = draw_date(rng, col)
         else:
-            value = pick(rng, rows)[col.name]
-        literal = sql_literal(col, value)
-        literals.append(literal)
-        parts.append(f"{col.words} {literal if col.role in ('label', 'date') else literal.strip(chr(39))}")
-    sql = f"{t.insert_head}({', '.join(literals)});"
+            value = draw_value(rng, col, ref_values)
+        row[name] = value
+        text = literal(value)
+        parts.append(f"{col.words} {text if col.role in ('label', 'date') else text.strip(chr(39))}")
+    columns = "" if rng.random() < 0.2 else f"({t.column_list}) "
+    sql = f"INSERT INTO {t.name} {columns}VALUES {values_tuple(t, row)};"
     return sql, {"values": _join_words(parts)}, ""
 
 
@@ -63,6 +62,8 @@ def _insert(rng, data):
         "Update the {num_words} of {x} to {y}.",
         "Set the {num_words} of the {singular} {x} to {y}.",
         "Change the {num_words} for {x} in the {table} table to {y}.",
+        "Update the {table} table to set the {num_words} of {x} to {y}.",
+        "Modify the {num_words} of {x} to be {y}.",
     ),
     "This query sets {num} to {y} in the {table} table for the row whose {label} is '{v}'.",
     needs=("label", "number"),
@@ -70,11 +71,10 @@ def _insert(rng, data):
 def _update_value(rng, data):
     ((t, rows),) = data
     col = pick(rng, t.numbers)
-    row = pick(rng, rows)
-    y = sql_literal(col, draw_number(rng, col))
-    v = row[t.label.name]
+    y = sql_literal(col, draw_value(rng, col))
+    v = pick(rng, rows)[t.label.name]
     sql = f"UPDATE {t.name} SET {col.name} = {y} WHERE {t.label.name} = {quote(v)};"
-    return sql, {"num": col.name, "num_words": col.words, "y": y, "v": v, "x": mention(rng, v)}, ""
+    return sql, {**number_vars(col), "y": y, "v": v, "x": mention(rng, v)}, ""
 
 
 @query_kind(
@@ -85,10 +85,12 @@ def _update_value(rng, data):
         "raise": (
             "Increase the {num_words} of all {plural} {phrase} by {pct}%.",
             "Raise the {num_words} by {pct} percent for {plural} {phrase}.",
+            "Update the {num_words} of {plural} {phrase}, increasing it by {pct}%.",
         ),
         "cut": (
             "Decrease the {num_words} of all {plural} {phrase} by {pct}%.",
             "Reduce the {num_words} by {pct} percent for {plural} {phrase}.",
+            "Lower the {num_words} of every {singular} {phrase} by {pct}%.",
         ),
         "add": (
             "Add {k} to the {num_words} of every {singular} {phrase}.",
@@ -102,13 +104,7 @@ def _update_scale(rng, data):
     ((t, rows),) = data
     cat, col = pick(rng, t.categories), pick(rng, t.numbers)
     v = pick(rng, rows)[cat.name]
-    vars_ = {
-        "cat": cat.name,
-        "v": v,
-        "phrase": value_phrase(rng, cat, v),
-        "num": col.name,
-        "num_words": col.words,
-    }
+    vars_ = {**category_vars(rng, cat, v), **number_vars(col)}
     if col.decimals:
         pct = pick(rng, (5, 10, 15, 20, 25))
         variant = pick(rng, ("raise", "cut"))
@@ -132,6 +128,7 @@ def _update_scale(rng, data):
         "Delete the {singular} {x}.",
         "Remove {x} from the {table} table.",
         "Delete the record of {x} in the {table} table.",
+        "Delete all records of the {singular} {x}.",
     ),
     "This query deletes the row of the {table} table whose {label} is '{v}'.",
     needs=("label",),
@@ -150,24 +147,17 @@ def _delete_by_label(rng, data):
         "Delete all {plural} with {num_words} {cmp} {x}.",
         "Remove the {plural} whose {num_words} is {cmp} {x}.",
         "Delete records from the {table} table where the {num_words} is {cmp} {x}.",
+        "Delete all records of {plural} with a {num_words} {cmp} {x}.",
     ),
     "This query deletes the rows of the {table} table where {num} {op} {x}.",
     needs=("number",),
 )
 def _delete_threshold(rng, data):
     ((t, rows),) = data
-    col = pick(rng, t.numbers)
-    greater = rng.random() < 0.4
-    x = threshold(rng, col, rows, greater)
-    if x is None:
+    condition = comparison(rng, pick(rng, t.numbers), rows, greater_chance=0.4)
+    if condition is None:
         return None
-    op = ">" if greater else "<"
-    cmp = pick(rng, GREATER if greater else LESS)
-    return (
-        f"DELETE FROM {t.name} WHERE {col.name} {op} {x};",
-        {"num": col.name, "num_words": col.words, "x": x, "op": op, "cmp": cmp},
-        "",
-    )
+    return f"DELETE FROM {t.name} WHERE {condition['num']} {condition['op']} {condition['x']};", condition, ""
 
 
 @query_kind(
@@ -178,6 +168,7 @@ def _delete_threshold(rng, data):
         "Change the {cat_word} of {x} to {w}.",
         "Set the {cat_word} of the {singular} {x} to {w}.",
         "Update the {table} table so that {x} has {cat_word} {w}.",
+        "Update the {cat_word} of {x} to '{w}'.",
     ),
     "This query sets {cat} to '{w}' for the row of the {table} table whose {label} is '{v}'.",
     needs=("label", "category"),
@@ -230,13 +221,12 @@ def _delete_before_date(rng, data):
 )
 def _delete_by_parent(rng, data):
     (p, prows), (c, crows) = data
-    cat = pick(rng, p.categories)
-    linked = {r[c.ref.name] for r in crows}
-    candidates = [r for r in prows if r["id"] in linked]
-    if not candidates:
+    picked = pick_category_value(rng, p, linked_parents(p, prows, c, crows))
+    if picked is None:
         return None
-    v = pick(rng, candidates)[cat.name]
+    cat, v = picked
     sql = (
-        f"DELETE FROM {c.name} WHERE {c.ref.name} IN (SELECT id FROM {p.name} WHERE {cat.name} = {quote(v)});"
+        f"DELETE FROM {c.name} WHERE {c.ref.name} IN "
+        f"(SELECT {p.key} FROM {p.name} WHERE {cat.name} = {quote(v)});"
     )
-    return sql, {"cat": cat.name, "v": v, "p_phrase": value_phrase(rng, cat, v), "ref": c.ref.name}, ""
+    return sql, {**category_vars(rng, cat, v, "p_phrase"), "ref": c.ref.name}, ""

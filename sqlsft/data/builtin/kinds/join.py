@@ -2,11 +2,21 @@
 
 from sqlsft.data.builtin.kinds import SINGLE_JOIN, query_kind
 from sqlsft.data.builtin.schema import Table, quote
-from sqlsft.data.builtin.values import GREATER, LESS, mention, pick, pick_aggregate, threshold, value_phrase
+from sqlsft.data.builtin.values import (
+    aggregate_vars,
+    category_vars,
+    comparison,
+    linked_children,
+    linked_parents,
+    mention,
+    number_vars,
+    pick,
+    pick_category_value,
+)
 
 
-def _join_on(p: Table, c: Table) -> str:
-    return f"{p.name} INNER JOIN {c.name} ON {p.name}.id = {c.name}.{c.ref.name}"
+def join_on(p: Table, c: Table, how: str = "INNER JOIN") -> str:
+    return f"{p.name} {how} {c.name} ON {p.name}.{p.key} = {c.name}.{c.ref.name}"
 
 
 @query_kind(
@@ -18,6 +28,7 @@ def _join_on(p: Table, c: Table) -> str:
         "List the {c_num_words} of all {c_plural} that belong to {p_plural} {p_phrase}, with the "
         "{p_singular} {p_label_word}.",
         "For {p_plural} {p_phrase}, what is the {c_num_words} of each of their {c_plural}?",
+        "What is the {c_num_words} of every {c_singular} of {p_plural} {p_phrase}? Show the {p_singular} too.",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key, keeps {p_plural} whose {cat} is '{v}', and "
     "returns the {p_label} with each {c_singular}'s {num}.",
@@ -27,25 +38,17 @@ def _join_on(p: Table, c: Table) -> str:
 def _join_list(rng, data):
     (p, prows), (c, crows) = data
     cat, col = pick(rng, p.categories), pick(rng, c.numbers)
-    linked = {r[c.ref.name] for r in crows}
-    candidates = [r for r in prows if r["id"] in linked]
+    candidates = linked_parents(p, prows, c, crows)
     if not candidates:
         return None
     v = pick(rng, candidates)[cat.name]
     sql = (
-        f"SELECT {p.name}.{p.label.name}, {c.name}.{col.name} FROM {_join_on(p, c)} "
+        f"SELECT {p.name}.{p.label.name}, {c.name}.{col.name} FROM {join_on(p, c)} "
         f"WHERE {p.name}.{cat.name} = {quote(v)};"
     )
     return (
         sql,
-        {
-            "cat": cat.name,
-            "v": v,
-            "p_phrase": value_phrase(rng, cat, v),
-            "num": col.name,
-            "c_num_words": col.words,
-            "ref": c.ref.name,
-        },
+        {**category_vars(rng, cat, v, "p_phrase"), **number_vars(col, "c_num_words"), "ref": c.ref.name},
         "",
     )
 
@@ -58,6 +61,8 @@ def _join_list(rng, data):
         "What is the {agg_words} {c_num_words} of {c_plural} for each {p_singular}?",
         "Show each {p_singular} with the {agg_words} {c_num_words} of its {c_plural}.",
         "Calculate the {agg_words} {c_num_words} per {p_singular}, using the {c_table} table.",
+        "List the {p_label_words} of {p_plural} and the {agg_words} {c_num_words} of their {c_plural}.",
+        "For every {p_singular}, find the {agg_words} {c_num_words} of its {c_plural}.",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key, groups by the {p_singular} {p_label} and "
     "computes {func}({num}) for each.",
@@ -67,17 +72,12 @@ def _join_list(rng, data):
 )
 def _join_group(rng, data):
     (p, _prows), (c, _crows) = data
-    col = pick(rng, c.numbers)
-    func, words = pick_aggregate(rng, col)
+    agg = aggregate_vars(rng, pick(rng, c.numbers), "c_num_words")
     sql = (
-        f"SELECT {p.name}.{p.label.name}, {func}({c.name}.{col.name}) FROM {_join_on(p, c)} "
+        f"SELECT {p.name}.{p.label.name}, {agg['func']}({c.name}.{agg['num']}) FROM {join_on(p, c)} "
         f"GROUP BY {p.name}.{p.label.name};"
     )
-    return (
-        sql,
-        {"num": col.name, "c_num_words": col.words, "agg_words": words, "func": func, "ref": c.ref.name},
-        "",
-    )
+    return sql, {**agg, "ref": c.ref.name}, ""
 
 
 @query_kind(
@@ -88,6 +88,8 @@ def _join_group(rng, data):
         "How many {c_plural} does the {p_singular} {x} have?",
         "Count the {c_plural} of {x}.",
         "What is the number of {c_plural} linked to the {p_singular} {x}?",
+        "How many {c_plural} are associated with {x}?",
+        "Find the total number of {c_plural} for the {p_singular} {x}.",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key and counts the {c_plural} of the {p_singular} "
     "whose {p_label} is '{v}'.",
@@ -96,12 +98,11 @@ def _join_group(rng, data):
 )
 def _join_count_of(rng, data):
     (p, prows), (c, crows) = data
-    linked = {r[c.ref.name] for r in crows}
-    candidates = [r for r in prows if r["id"] in linked]
+    candidates = linked_parents(p, prows, c, crows)
     if not candidates:
         return None
     v = pick(rng, candidates)[p.label.name]
-    sql = f"SELECT COUNT(*) FROM {_join_on(p, c)} WHERE {p.name}.{p.label.name} = {quote(v)};"
+    sql = f"SELECT COUNT(*) FROM {join_on(p, c)} WHERE {p.name}.{p.label.name} = {quote(v)};"
     return sql, {"v": v, "x": mention(rng, v), "ref": c.ref.name}, ""
 
 
@@ -113,6 +114,7 @@ def _join_count_of(rng, data):
         "Which {p_plural} have {c_plural} {c_phrase}?",
         "List the {p_plural} that have at least one {c_singular} {c_phrase}.",
         "Find the {p_label_words} of {p_plural} with {c_plural} {c_phrase}.",
+        "Show the distinct {p_plural} that have any {c_plural} {c_phrase}.",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key and returns each distinct {p_label} that has at "
     "least one {c_singular} whose {cat} is '{v}'.",
@@ -121,17 +123,15 @@ def _join_count_of(rng, data):
 )
 def _join_child_filter(rng, data):
     (p, prows), (c, crows) = data
-    cat = pick(rng, c.categories)
-    ids = {r["id"] for r in prows}
-    candidates = [r for r in crows if r[c.ref.name] in ids]
-    if not candidates:
+    picked = pick_category_value(rng, c, linked_children(prows, c, crows))
+    if picked is None:
         return None
-    v = pick(rng, candidates)[cat.name]
+    cat, v = picked
     sql = (
-        f"SELECT DISTINCT {p.name}.{p.label.name} FROM {_join_on(p, c)} "
+        f"SELECT DISTINCT {p.name}.{p.label.name} FROM {join_on(p, c)} "
         f"WHERE {c.name}.{cat.name} = {quote(v)};"
     )
-    return sql, {"cat": cat.name, "v": v, "c_phrase": value_phrase(rng, cat, v), "ref": c.ref.name}, ""
+    return sql, {**category_vars(rng, cat, v, "c_phrase"), "ref": c.ref.name}, ""
 
 
 @query_kind(
@@ -142,6 +142,7 @@ def _join_child_filter(rng, data):
         "What is the {agg_words} {c_num_words} of {c_plural}, grouped by the {cat_word} of their {p_singular}?",
         "Show the {agg_words} {c_num_words} of {c_plural} for each {p_singular} {cat_word}.",
         "For each {cat_word} of {p_plural}, calculate the {agg_words} {c_num_words} of their {c_plural}.",
+        "Find the {agg_words} {c_num_words} of {c_plural} by {p_singular} {cat_word}.",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key, groups by {p_table}.{cat} and computes "
     "{func}({num}).",
@@ -150,25 +151,13 @@ def _join_child_filter(rng, data):
 )
 def _join_group_parent_category(rng, data):
     (p, _prows), (c, _crows) = data
-    cat, col = pick(rng, p.categories), pick(rng, c.numbers)
-    func, words = pick_aggregate(rng, col)
+    cat = pick(rng, p.categories)
+    agg = aggregate_vars(rng, pick(rng, c.numbers), "c_num_words")
     sql = (
-        f"SELECT {p.name}.{cat.name}, {func}({c.name}.{col.name}) FROM {_join_on(p, c)} "
+        f"SELECT {p.name}.{cat.name}, {agg['func']}({c.name}.{agg['num']}) FROM {join_on(p, c)} "
         f"GROUP BY {p.name}.{cat.name};"
     )
-    return (
-        sql,
-        {
-            "cat": cat.name,
-            "cat_word": cat.words,
-            "num": col.name,
-            "c_num_words": col.words,
-            "agg_words": words,
-            "func": func,
-            "ref": c.ref.name,
-        },
-        "",
-    )
+    return sql, {"cat": cat.name, "cat_word": cat.words, **agg, "ref": c.ref.name}, ""
 
 
 @query_kind(
@@ -179,6 +168,7 @@ def _join_group_parent_category(rng, data):
         "What is the {agg_words} {c_num_words} of {c_plural} belonging to {p_plural} {p_phrase}?",
         "Calculate the {agg_words} {c_num_words} of all {c_plural} of {p_plural} {p_phrase}.",
         "Find the {agg_words} {c_num_words} across {c_plural} whose {p_singular} is {p_phrase_short}.",
+        "What is the {agg_words} {c_num_words} for {c_plural} at {p_plural} {p_phrase}?",
     ),
     "This query joins {p_table} and {c_table} on the {ref} key, keeps {p_plural} whose {cat} is '{v}' and "
     "computes {func}({num}) of their {c_plural}.",
@@ -187,29 +177,19 @@ def _join_group_parent_category(rng, data):
 )
 def _join_aggregate_filter(rng, data):
     (p, prows), (c, crows) = data
-    cat, col = pick(rng, p.categories), pick(rng, c.numbers)
-    linked = {r[c.ref.name] for r in crows}
-    candidates = [r for r in prows if r["id"] in linked]
-    if not candidates:
+    picked = pick_category_value(rng, p, linked_parents(p, prows, c, crows))
+    if picked is None:
         return None
-    v = pick(rng, candidates)[cat.name]
-    func, words = pick_aggregate(rng, col)
-    sql = f"SELECT {func}({c.name}.{col.name}) FROM {_join_on(p, c)} WHERE {p.name}.{cat.name} = {quote(v)};"
-    phrase = value_phrase(rng, cat, v)
+    cat, v = picked
+    agg = aggregate_vars(rng, pick(rng, c.numbers), "c_num_words")
+    sql = (
+        f"SELECT {agg['func']}({c.name}.{agg['num']}) FROM {join_on(p, c)} "
+        f"WHERE {p.name}.{cat.name} = {quote(v)};"
+    )
     short = cat.phrase.format(v=v) if cat.phrase else f"one with {cat.words} {v}"
     return (
         sql,
-        {
-            "cat": cat.name,
-            "v": v,
-            "p_phrase": phrase,
-            "p_phrase_short": short,
-            "num": col.name,
-            "c_num_words": col.words,
-            "agg_words": words,
-            "func": func,
-            "ref": c.ref.name,
-        },
+        {**category_vars(rng, cat, v, "p_phrase"), "p_phrase_short": short, **agg, "ref": c.ref.name},
         "",
     )
 
@@ -222,6 +202,7 @@ def _join_aggregate_filter(rng, data):
         "Show each {p_singular} and how many {c_plural} it has, including those with none.",
         "List every {p_singular} with its number of {c_plural}, even if it has none.",
         "How many {c_plural} does each {p_singular} have? Include {p_plural} without any.",
+        "Count the {c_plural} of every {p_singular}, showing zero for {p_plural} that have none.",
     ),
     "This query left-joins {c_table} to {p_table} on the {ref} key, so {p_plural} without {c_plural} are kept, "
     "and counts the matched {c_plural} per {p_label}.",
@@ -232,8 +213,8 @@ def _join_aggregate_filter(rng, data):
 def _left_join_count(rng, data):
     (p, _prows), (c, _crows) = data
     sql = (
-        f"SELECT {p.name}.{p.label.name}, COUNT({c.name}.id) FROM {p.name} LEFT JOIN {c.name} "
-        f"ON {p.name}.id = {c.name}.{c.ref.name} GROUP BY {p.name}.{p.label.name};"
+        f"SELECT {p.name}.{p.label.name}, COUNT({c.name}.{c.key}) FROM {join_on(p, c, 'LEFT JOIN')} "
+        f"GROUP BY {p.name}.{p.label.name};"
     )
     return sql, {"ref": c.ref.name}, ""
 
@@ -256,27 +237,12 @@ def _left_join_count(rng, data):
 )
 def _join_child_threshold(rng, data):
     (p, prows), (c, crows) = data
-    col = pick(rng, c.numbers)
-    ids = {r["id"] for r in prows}
-    linked = [r for r in crows if r[c.ref.name] in ids]
-    greater = rng.random() < 0.6
-    x = threshold(rng, col, linked, greater)
-    if x is None:
+    condition = comparison(rng, pick(rng, c.numbers), linked_children(prows, c, crows))
+    if condition is None:
         return None
-    op = ">" if greater else "<"
+    num, op, x = condition["num"], condition["op"], condition["x"]
     sql = (
-        f"SELECT {p.name}.{p.label.name}, {c.name}.{col.name} FROM {_join_on(p, c)} "
-        f"WHERE {c.name}.{col.name} {op} {x};"
+        f"SELECT {p.name}.{p.label.name}, {c.name}.{num} FROM {join_on(p, c)} WHERE {c.name}.{num} {op} {x};"
     )
-    return (
-        sql,
-        {
-            "num": col.name,
-            "c_num_words": col.words,
-            "x": x,
-            "op": op,
-            "cmp": pick(rng, GREATER if greater else LESS),
-            "ref": c.ref.name,
-        },
-        "",
-    )
+    condition["c_num_words"] = condition.pop("num_words")
+    return sql, {**condition, "ref": c.ref.name}, ""

@@ -1,8 +1,18 @@
 """Subqueries: compared with an aggregate, IN / NOT IN a child table, correlated."""
 
 from sqlsft.data.builtin.kinds import SUBQUERIES, query_kind
-from sqlsft.data.builtin.schema import quote
-from sqlsft.data.builtin.values import GREATER, LESS, count_words, pick, rand_int, threshold, value_phrase
+from sqlsft.data.builtin.schema import ROW_KEY, quote
+from sqlsft.data.builtin.values import (
+    category_vars,
+    comparison,
+    count_words,
+    group_values,
+    linked_children,
+    number_vars,
+    pick,
+    pick_category_value,
+    rand_int,
+)
 
 
 @query_kind(
@@ -13,6 +23,8 @@ from sqlsft.data.builtin.values import GREATER, LESS, count_words, pick, rand_in
         "Which {plural} have {num_words} {side} the average?",
         "List the {plural} whose {num_words} is {side} the average {num_words}.",
         "Find {plural} with {num_words} {side} the average of all {plural}.",
+        "Identify {plural} with a {num_words} {side} average.",
+        "Show the {label_words} of {plural} whose {num_words} is {side} the mean.",
     ),
     "This query compares each row's {num} with the average from a subquery (SELECT AVG({num}) FROM {table}) and "
     "keeps the {label} of rows {side} it.",
@@ -28,7 +40,7 @@ def _compare_average(rng, data):
     above = rng.random() < 0.6
     op, side = (">", "above") if above else ("<", "below")
     sql = f"SELECT {t.label.name} FROM {t.name} WHERE {col.name} {op} (SELECT AVG({col.name}) FROM {t.name});"
-    return sql, {"num": col.name, "num_words": col.words, "side": side}, ""
+    return sql, {**number_vars(col), "side": side}, ""
 
 
 @query_kind(
@@ -39,6 +51,7 @@ def _compare_average(rng, data):
         "List all {plural} whose {num_words} equals the {extreme} {num_words} in the table, with that value.",
         "Show every {singular} that shares the {extreme} {num_words}, along with the {num_words}.",
         "Using a subquery, find the {plural} with the {extreme} {num_words} and show it.",
+        "Which {plural} have the {extreme} {num_words}? Show their {num_words}.",
     ),
     "This query finds the {extreme} {num} with a subquery ({func}) and returns every {singular} with that value.",
     needs=("label", "number"),
@@ -51,7 +64,7 @@ def _equals_extreme(rng, data):
         f"SELECT {t.label.name}, {col.name} FROM {t.name} "
         f"WHERE {col.name} = (SELECT {func}({col.name}) FROM {t.name});"
     )
-    return sql, {"num": col.name, "num_words": col.words, "extreme": extreme, "func": func}, ""
+    return sql, {**number_vars(col), "extreme": extreme, "func": func}, ""
 
 
 @query_kind(
@@ -62,6 +75,7 @@ def _equals_extreme(rng, data):
         "Which {p_plural} appear in the {c_table} table with {c_plural} {c_phrase}?",
         "Using a subquery, list the {p_plural} that have any {c_singular} {c_phrase}.",
         "Find the {p_label_words} of {p_plural} whose id is among the {c_plural} {c_phrase}.",
+        "List the {p_plural} that have {c_plural} {c_phrase}.",
     ),
     "This query selects the {p_label} of {p_plural} whose id is IN a subquery of {c_table}.{ref} values for "
     "rows where {cat} is '{v}'.",
@@ -70,17 +84,15 @@ def _equals_extreme(rng, data):
 )
 def _in_child_category(rng, data):
     (p, prows), (c, crows) = data
-    cat = pick(rng, c.categories)
-    ids = {r["id"] for r in prows}
-    candidates = [r for r in crows if r[c.ref.name] in ids]
-    if not candidates:
+    picked = pick_category_value(rng, c, linked_children(prows, c, crows))
+    if picked is None:
         return None
-    v = pick(rng, candidates)[cat.name]
+    cat, v = picked
     sql = (
-        f"SELECT {p.label.name} FROM {p.name} WHERE id IN "
+        f"SELECT {p.label.name} FROM {p.name} WHERE {p.key} IN "
         f"(SELECT {c.ref.name} FROM {c.name} WHERE {cat.name} = {quote(v)});"
     )
-    return sql, {"cat": cat.name, "v": v, "c_phrase": value_phrase(rng, cat, v), "ref": c.ref.name}, ""
+    return sql, {**category_vars(rng, cat, v, "c_phrase"), "ref": c.ref.name}, ""
 
 
 @query_kind(
@@ -91,6 +103,7 @@ def _in_child_category(rng, data):
         "Which {p_plural} have no {c_plural}?",
         "List the {p_plural} without any {c_plural}.",
         "Find the {p_plural} that do not appear in the {c_table} table.",
+        "Show the {p_label_words} of {p_plural} that have no {c_plural} recorded.",
     ),
     "This query selects the {p_label} of {p_plural} whose id is NOT IN the {ref} values of the {c_table} table.",
     needs=("label",),
@@ -99,9 +112,9 @@ def _in_child_category(rng, data):
 def _not_in_child(rng, data):
     (p, prows), (c, crows) = data
     linked = {r[c.ref.name] for r in crows}
-    if all(r["id"] in linked for r in prows):
+    if all(r[ROW_KEY] in linked for r in prows):
         return None
-    sql = f"SELECT {p.label.name} FROM {p.name} WHERE id NOT IN (SELECT {c.ref.name} FROM {c.name});"
+    sql = f"SELECT {p.label.name} FROM {p.name} WHERE {p.key} NOT IN (SELECT {c.ref.name} FROM {c.name});"
     return sql, {"ref": c.ref.name}, ""
 
 
@@ -130,17 +143,7 @@ def _category_above_average(rng, data):
         f"SELECT {t.label.name} FROM {t.name} WHERE {cat.name} = {quote(v)} "
         f"AND {col.name} > (SELECT AVG({col.name}) FROM {t.name});"
     )
-    return (
-        sql,
-        {
-            "cat": cat.name,
-            "v": v,
-            "phrase": value_phrase(rng, cat, v),
-            "num": col.name,
-            "num_words": col.words,
-        },
-        "",
-    )
+    return sql, {**category_vars(rng, cat, v), **number_vars(col)}, ""
 
 
 @query_kind(
@@ -158,29 +161,15 @@ def _category_above_average(rng, data):
 )
 def _in_child_threshold(rng, data):
     (p, prows), (c, crows) = data
-    col = pick(rng, c.numbers)
-    ids = {r["id"] for r in prows}
-    linked = [r for r in crows if r[c.ref.name] in ids]
-    greater = rng.random() < 0.6
-    x = threshold(rng, col, linked, greater)
-    if x is None:
+    condition = comparison(rng, pick(rng, c.numbers), linked_children(prows, c, crows))
+    if condition is None:
         return None
-    op = ">" if greater else "<"
     sql = (
-        f"SELECT {p.label.name} FROM {p.name} WHERE id IN "
-        f"(SELECT {c.ref.name} FROM {c.name} WHERE {col.name} {op} {x});"
+        f"SELECT {p.label.name} FROM {p.name} WHERE {p.key} IN "
+        f"(SELECT {c.ref.name} FROM {c.name} WHERE {condition['num']} {condition['op']} {condition['x']});"
     )
-    return (
-        sql,
-        {
-            "num": col.name,
-            "c_num_words": col.words,
-            "x": x,
-            "op": op,
-            "cmp": pick(rng, GREATER if greater else LESS),
-        },
-        "",
-    )
+    condition["c_num_words"] = condition.pop("num_words")
+    return sql, condition, ""
 
 
 @query_kind(
@@ -198,16 +187,13 @@ def _in_child_threshold(rng, data):
 def _above_group_average(rng, data):
     ((t, rows),) = data
     cat, col = pick(rng, t.categories), pick(rng, t.numbers)
-    groups: dict[str, list] = {}
-    for r in rows:
-        groups.setdefault(r[cat.name], []).append(r[col.name])
-    if all(min(g) == max(g) for g in groups.values()):
+    if all(min(g) == max(g) for g in group_values(rows, cat.name, col.name).values()):
         return None
     sql = (
         f"SELECT t1.{t.label.name} FROM {t.name} AS t1 WHERE t1.{col.name} > "
         f"(SELECT AVG(t2.{col.name}) FROM {t.name} AS t2 WHERE t2.{cat.name} = t1.{cat.name});"
     )
-    return sql, {"cat": cat.name, "cat_word": cat.words, "num": col.name, "num_words": col.words}, ""
+    return sql, {"cat": cat.name, "cat_word": cat.words, **number_vars(col)}, ""
 
 
 @query_kind(
@@ -232,17 +218,15 @@ def _above_group_average(rng, data):
 )
 def _child_count_above(rng, data):
     (p, prows), (c, crows) = data
-    ids = {r["id"] for r in prows}
     counts: dict[int, int] = {}
-    for r in crows:
-        if r[c.ref.name] in ids:
-            counts[r[c.ref.name]] = counts.get(r[c.ref.name], 0) + 1
+    for r in linked_children(prows, c, crows):
+        counts[r[c.ref.name]] = counts.get(r[c.ref.name], 0) + 1
     if not counts:
         return None
     count = rand_int(rng, 0, max(counts.values()) - 1)
     sql = (
         f"SELECT {p.label.name} FROM {p.name} WHERE "
-        f"(SELECT COUNT(*) FROM {c.name} WHERE {c.name}.{c.ref.name} = {p.name}.id) > {count};"
+        f"(SELECT COUNT(*) FROM {c.name} WHERE {c.name}.{c.ref.name} = {p.name}.{p.key}) > {count};"
     )
     noun = c.singular if count == 1 else c.plural
     variant = "any" if count == 0 else "more"
