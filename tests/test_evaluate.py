@@ -419,3 +419,14 @@ def test_eval_compare_starts_and_stops_a_server_per_model(sql_dataset, scripted_
     assert comparison["metrics"]["execution_accuracy"]["a"] == round(2 / 3, 4)
     assert comparison["metrics"]["execution_accuracy"]["b"] == 0.0  # a random tiny model writes no right SQL
     assert sorted(r["id"] for r in comparison["broken_by_b"]) == [0, 1] and not comparison["fixed_by_b"]
+
+    # the same comparison again: both finished evals are reused, no server is started, the figures are the same
+    again = run_process(
+        "eval", "--compare", run_dir.name, str(tiny_model_dir), "--dataset", train, "--test-file", test,
+        "--engine", "transformers", "--max-tokens", "8", "-j", "2", "--json",
+    )  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stderr.count("reusing the finished eval") == 2
+    assert "Starting a server" not in again.stderr
+    assert json.loads(again.stdout)["metrics"]["execution_accuracy"]["a"] == round(2 / 3, 4)
+    assert len(list(run_dir.glob(f"eval/test-*/{REPORT_FILE}"))) == 1  # no new report folder

@@ -1,7 +1,10 @@
-"""The run registry: listing, `latest`, status files, eval accuracy, checkpoints, the `sqlsft runs` table."""
+"""The run registry: listing, `latest`, `RUN:best`, status files, eval accuracy, checkpoints, `sqlsft runs`."""
 
 import json
 import os
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 
@@ -10,9 +13,12 @@ from sqlsft.common.files import read_json, write_json
 from sqlsft.eval.report_folder import latest_execution_accuracy
 from sqlsft.runs import registry as runs
 from sqlsft.runs.checkpoints import CHECKPOINT_FILES, missing_checkpoint_files
-from sqlsft.runs.metrics import metrics_file
+from sqlsft.runs.metrics import Evaluation, MetricsEvent, append_event, evaluations, metrics_file
 from sqlsft.runs.status import RunState, status_file
 from tests.cli_runner import invoke, one_error_line, run_process
+from tests.test_evaluate import scripted_model, sql_dataset  # noqa: F401 - fixtures: a model that answers SQL
+from tests.test_train import finish, start_cli
+from tests.test_train_eval import SMALL_RUN, counting_data  # noqa: F401 - a fixture: rows it scores 2 of 3 on
 
 
 def make_run(root, name, status, started, **extra):
@@ -81,6 +87,8 @@ def test_latest_eval_accuracy(tmp_path):
     assert latest_execution_accuracy(run.path) == 0.5
     os.utime(new, (0, 0))
     assert latest_execution_accuracy(run.path) == 0.25
+    write_json(folder / "eval" / "test-3" / "report.json", {"model": "r:best", "execution_accuracy": 0.75})
+    assert latest_execution_accuracy(run.path) == 0.25  # a checkpoint's score is not the run's
 
 
 def test_new_run_dirs_never_collide_and_status_updates_merge(tmp_path):
@@ -204,3 +212,185 @@ def test_one_damaged_status_file_does_not_hide_the_other_runs(tmp_path, monkeypa
     assert "final_loss is '0.25'" in result.stdout  # said, not hidden
     listed = json.loads(invoke("runs", "--json").stdout)
     assert len(listed) == 5 and any("final_loss is '0.25'" in p for r in listed for p in r["problems"])
+
+
+# ---------------------------------------------------------------- RUN:best (execution accuracy logged in training)
+
+
+def log_evaluations(folder, *scores):
+    """EVAL lines as the training worker writes them: (step, execution accuracy), in the order given."""
+    for step, accuracy in scores:
+        append_event(folder, MetricsEvent.EVAL, time.time(), step=step, epoch=0.5,
+                     eval_execution_accuracy=accuracy, eval_valid_sql=0.875, eval_rows=8)  # fmt: skip
+
+
+def best_run(root, name="R", steps=(2, 4, 6, 8), model_from=None):
+    """A completed run evaluated at steps 2-8, best at 4 (tied with 6): the interrupted timeline scored step 8
+    at 0.625, the resumed one scored it again at 0.375. Checkpoints are copies of `model_from` (else empty)."""
+    folder = make_run(root, name, "completed", 1.0, steps=8, max_steps=8)
+    log_evaluations(folder, (2, 0.25), (4, 0.5), (6, 0.5), (8, 0.625), (8, 0.375))
+    for step in steps:
+        checkpoint = folder / "checkpoints" / f"checkpoint-{step}"
+        if model_from is not None:
+            shutil.copytree(model_from, checkpoint)
+        else:
+            checkpoint.mkdir(parents=True)
+    (folder / "model").mkdir()
+    append_event(folder, MetricsEvent.SAVED, time.time(), step=8, path=str(folder / "model"))
+    return folder
+
+
+def test_run_best_resolves_to_the_recorded_checkpoint(tmp_path):
+    folder = best_run(tmp_path)
+    make_run(tmp_path, "failed-later", "failed", 2.0)
+    run = runs.resolve_run("R", tmp_path)
+    assert run.best_evaluation() == Evaluation(step=4, execution_accuracy=0.5, valid_sql=0.875, rows=8)
+    assert run.final_model_dir() == folder / "model" and run.label == "R"
+
+    checkpoint_4 = folder / "checkpoints" / "checkpoint-4"
+    for spec in ("R:best", "latest:best", f"{folder}:best"):
+        best = runs.resolve_run(spec, tmp_path)
+        assert (best.name, best.label, best.final_model_dir()) == ("R", "R:best", checkpoint_4), spec
+    explicit = runs.resolve_run("R:checkpoint-6", tmp_path)
+    assert explicit.final_model_dir() == folder / "checkpoints" / "checkpoint-6"
+    assert explicit.label == "R:checkpoint-6"
+
+    # only the two suffixes split: hub ids, .gguf files and other names pass whole
+    assert runs.split_selection("R:best") == ("R", "best")
+    assert runs.split_selection("runs/R:checkpoint-40") == ("runs/R", "checkpoint-40")
+    for spec in ("google/gemma-3-270m-it", "embedded", "model.gguf", "R:latest", "R:checkpoint-x", ":best"):
+        assert runs.split_selection(spec) == (spec, None)
+
+
+def test_run_best_without_its_checkpoint_or_evaluations_is_one_clear_error(tmp_path):
+    folder = best_run(tmp_path)
+    # save_total_limit removed the best checkpoint: say what is left
+    shutil.rmtree(folder / "checkpoints" / "checkpoint-4")
+    with pytest.raises(SqlsftError) as info:
+        runs.resolve_run("R:best", tmp_path).final_model_dir()
+    assert str(info.value) == (
+        "Run R's best step 4 has no checkpoint left; its checkpoints: 2, 6, 8. Use R or R:checkpoint-8."
+    )
+    with pytest.raises(SqlsftError, match=r"^Run R has no checkpoint-5; its checkpoints: 2, 6, 8\."):
+        runs.resolve_run("R:checkpoint-5", tmp_path).final_model_dir()
+
+    # the best is the final step and its checkpoint is gone (or was never written): model/ holds it
+    log_evaluations(folder, (8, 0.75))
+    shutil.rmtree(folder / "checkpoints" / "checkpoint-8")
+    assert runs.resolve_run("R:best", tmp_path).final_model_dir() == folder / "model"
+
+    # step 0 (--eval-at-start) is the untrained model: never the best checkpoint, as in the Trainer
+    zero = make_run(tmp_path, "Z", "completed", 2.0, steps=4)
+    (zero / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    log_evaluations(zero, (0, 0.25))
+    with pytest.raises(SqlsftError, match=r"^Run Z has no execution-accuracy evaluations after step 0 "):
+        runs.resolve_run("Z:best", tmp_path).final_model_dir()
+    log_evaluations(zero, (2, 0.125))
+    assert runs.resolve_run("Z:best", tmp_path).final_model_dir() == zero / "checkpoints" / "checkpoint-2"
+
+    # a LoRA run's checkpoints hold only the adapter: not a model folder to load
+    lora = make_run(tmp_path, "L", "completed", 3.0, steps=2)
+    log_evaluations(lora, (2, 0.5))
+    (lora / "checkpoints" / "checkpoint-2").mkdir(parents=True)
+    (lora / "checkpoints" / "checkpoint-2" / "adapter_config.json").write_text("{}")
+    with pytest.raises(SqlsftError, match="checkpoint-2 holds only its LoRA adapter"):
+        runs.resolve_run("L:best", tmp_path).final_model_dir()
+
+    make_run(tmp_path, "N", "completed", 4.0, steps=4)
+    with pytest.raises(SqlsftError) as info:
+        runs.resolve_run("N:best", tmp_path).final_model_dir()
+    assert str(info.value) == (
+        "Run N has no execution-accuracy evaluations; train with --eval-rows N. Use N for its final model."
+    )
+
+
+def test_commands_take_run_best_and_runs_shows_it(tiny_model_dir, tmp_path, monkeypatch):
+    from sqlsft.models.resolve import resolve_model_folder
+
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
+    folder = best_run(tmp_path, steps=(4, 6), model_from=tiny_model_dir)
+    checkpoint_4 = folder / "checkpoints" / "checkpoint-4"
+    assert resolve_model_folder("R:best") == (checkpoint_4, "R:best")
+    assert resolve_model_folder("latest:best") == (checkpoint_4, "R:best")
+
+    served = invoke("serve", "R:best", "--engine", "transformers", "--dry-run")
+    assert served.exit_code == 0, served.stderr
+    assert f"R:best -> {checkpoint_4}" in served.stdout
+    exported = invoke("export", "R:best", "--dry-run")  # named by its step: a later best is another file
+    assert exported.exit_code == 0, exported.stderr
+    assert f"{folder}/export/checkpoint-4/gguf/R-checkpoint-4-q8_0.gguf" in exported.stdout
+
+    table = invoke("runs")
+    assert "best EX @ step" in table.stdout and "50.0% @ 4" in table.stdout
+    (listed,) = json.loads(invoke("runs", "--json").stdout)
+    assert listed["best"] == {
+        "step": 4, "execution_accuracy": 0.5, "valid_sql": 0.875, "rows": 8, "model_dir": str(checkpoint_4),
+    }  # fmt: skip
+
+    make_run(tmp_path, "N", "completed", 2.0)
+    assert json.loads(invoke("runs", "--json").stdout)[0]["best"] is None
+    assert "no execution-accuracy evaluations" in one_error_line(invoke("eval", "N:best", "--limit", "2"))
+    assert "no execution-accuracy evaluations" in one_error_line(invoke("serve", "latest:best", "--dry-run"))
+    assert "resumes from its newest checkpoint" in one_error_line(invoke("train", "--resume", "R:best"))
+
+
+@pytest.mark.slow
+def test_eval_of_run_best_asks_the_best_checkpoint(sql_dataset, scripted_model, tiny_model_dir):  # noqa: F811
+    """The best checkpoint answers the SQL that scores 2 of 3 (the scripted model); the run's final model is a
+    random tiny model that scores nothing: the eval's figure says which folder was served."""
+    from sqlsft.common.paths import runs_dir
+    from sqlsft.eval.report_folder import PLAN_FILE, REPORT_FILE
+
+    folder = best_run(runs_dir(), name="20260101-000000-best", steps=())
+    shutil.copytree(scripted_model, folder / "checkpoints" / "checkpoint-4")
+    (folder / "model").rmdir()
+    shutil.copytree(tiny_model_dir, folder / "model")
+
+    train, test = sql_dataset
+    result = run_process(
+        "eval", f"{folder.name}:best", "--dataset", train, "--test-file", test, "--engine", "transformers",
+        "--max-tokens", "8", "-j", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (report_folder,) = (folder / "eval").iterdir()
+    report = json.loads((report_folder / REPORT_FILE).read_text())
+    assert report["execution_accuracy"] == round(2 / 3, 4) and report["model"] == f"{folder.name}:best"
+    plan = json.loads((report_folder / PLAN_FILE).read_text())  # reports are cached by the folder served
+    assert plan["model_identity"] == str(folder / "checkpoints" / "checkpoint-4")
+    assert (
+        latest_execution_accuracy(folder) is None
+    )  # `sqlsft runs` accuracy: the final model's, not evaluated
+
+
+@pytest.mark.slow
+def test_run_best_of_a_real_run_is_the_trainers_best_checkpoint(
+    scripted_model,  # noqa: F811
+    counting_data,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    """A real run evaluated at steps 0, 2 and 4 with the same score each time (a scripted model that learns
+    nothing): `RUN:best` is the Trainer's best_model_checkpoint (step 0 never is; a tie keeps the first),
+    the one checkpoint save_total_limit=1 keeps at the end; the final step's is model/."""
+    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
+    process = start_cli("train", *SMALL_RUN, *counting_data, "--model", str(scripted_model), "--max-steps", "4",
+                        "--set", "learning_rate=0", "--set", "save_total_limit=1", "--eval-at-start",
+                        "--run-name", "real")  # fmt: skip
+    out = finish(process)
+    assert process.returncode == 0, out
+    run = runs.resolve_run("real:best", tmp_path)
+    scores = evaluations(runs.read_metrics(run.path))
+    assert [e.step for e in scores] == [0, 2, 4] and len({e.execution_accuracy for e in scores}) == 1
+    checkpoints = run.checkpoints_dir
+    assert [p.name for p in run.checkpoints()] == ["checkpoint-2"]
+    state = json.loads((checkpoints / "checkpoint-2" / "trainer_state.json").read_text())
+    assert run.final_model_dir() == checkpoints / "checkpoint-2" == Path(state["best_model_checkpoint"])
+    assert runs.resolve_run("real:checkpoint-4", tmp_path).final_model_dir() == run.model_dir
+    assert "real has no checkpoint-3; its checkpoints: 2" in one_error_line(
+        invoke("serve", "real:checkpoint-3", "--dry-run")
+    )
+    # a checkpoint is a servable model folder (tokenizer, chat template, stop at the end of turn)
+    served = invoke("serve", "latest:best", "--engine", "transformers", "--dry-run")
+    assert served.exit_code == 0, served.stderr
+    assert f"real:best -> {checkpoints / 'checkpoint-2'}" in served.stdout
+    assert f"{100 * scores[0].execution_accuracy:.1f}% @ 2" in invoke("runs").stdout

@@ -107,6 +107,7 @@ def _overrides(options: BenchTrainOptions, hardware) -> list[str]:
     return [
         "save_strategy='no'",  # a benchmark keeps no checkpoint (quoted: YAML reads a bare no as false)
         "logging_steps=1",  # every step's time and tokens
+        "eval_rows=0",  # no execution-accuracy evaluation inside a timed run (ask for it with --set)
         f"dataset_num_proc={max(1, min(8, hardware.cpu_cores))}",
         *([f"data.num_rows={options.num_rows}"] if options.num_rows else []),
         *options.overrides,

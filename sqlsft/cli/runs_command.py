@@ -12,7 +12,8 @@ def runs_command(
     limit: int = typer.Option(20, "--limit", "-n", help="Show at most this many runs (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="Print the runs as JSON (every field, no table)."),
 ) -> None:
-    """List training runs: preset, model, GPUs, steps, final loss, duration, status, latest eval accuracy."""
+    """List training runs: preset, model, GPUs, steps, final loss, duration, status, the best execution
+    accuracy during training (`RUN:best` serves that checkpoint) and the latest `sqlsft eval` accuracy."""
     from sqlsft.cli.views.runs import print_runs, run_record
     from sqlsft.common.errors import SqlsftError
     from sqlsft.common.paths import runs_dir

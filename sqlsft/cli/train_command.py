@@ -47,6 +47,20 @@ def train_command(
     no_merge: bool = typer.Option(
         False, "--no-merge", help="LoRA/QLoRA: keep only the adapter (adapter/), no merged model/."
     ),
+    eval_rows: int | None = typer.Option(
+        None,
+        "--eval-rows",
+        help="At each checkpoint save and at the end, answer the first N validation rows (greedy) and log "
+        "their execution accuracy and valid-SQL share; the best checkpoint is recorded.",
+    ),
+    eval_at_start: bool = typer.Option(
+        False, "--eval-at-start", help="With --eval-rows: also score the untrained model (step 0)."
+    ),
+    load_best: bool = typer.Option(
+        False,
+        "--load-best",
+        help="With --eval-rows: model/ becomes the checkpoint with the best execution accuracy.",
+    ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -83,6 +97,9 @@ def train_command(
             report_to=report_to,
             dry_run=dry_run,
             merge_adapter=not no_merge,
+            eval_rows=eval_rows,
+            eval_at_start=eval_at_start,
+            load_best=load_best,
         ),
         ConsoleTrainView(console),
     )

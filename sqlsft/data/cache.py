@@ -22,7 +22,8 @@ from sqlsft.data.options import DEFAULT_TEMPLATE, PrepareOptions
 from sqlsft.data.sources import SourceKind, source_identity, source_kind
 
 # Bump when the prepared rows change shape or content for the same inputs.
-DATA_FORMAT_VERSION = 3  # 2: the embedded tokenizer matches llama.cpp on runs of spaces; 3: gretel-shaped builtin rows
+# 2: the embedded tokenizer matches llama.cpp on runs of spaces; 3: gretel-shaped builtin rows
+DATA_FORMAT_VERSION = 3
 DATASET_FOLDER = "dataset"
 MANIFEST_FILE = "manifest.json"
 EXAMPLE_COLUMNS = ("sql_prompt", "sql_context", "sql")

@@ -68,7 +68,8 @@ def compare(
     api_key: str | None = None,
     progress: ProgressView | None = None,
 ) -> Comparison:
-    """Evaluate A then B on the same rows. With no --dataset the rows come from the first run's own data."""
+    """Evaluate A then B on the same rows. With no --dataset the rows come from the first run's own data. A model
+    with a finished eval of the same rows and settings is not asked again (unless --no-resume)."""
     check_options(options)
     models = [resolve_eval_model(model_a, console), resolve_eval_model(model_b, console)]
     for root in {reports_root(m.run) for m in models} | {runs_dir() / "eval"}:
@@ -87,6 +88,7 @@ def compare(
             model_name=model_name,
             api_key=api_key,
             progress=progress,
+            reuse_finished=options.resume,  # an untrained baseline is measured once
         )
         for model in models
     ]

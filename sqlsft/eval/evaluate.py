@@ -22,6 +22,7 @@ from sqlsft.eval.options import EvalOptions, check_options
 from sqlsft.eval.report import breakdown_columns, build_report
 from sqlsft.eval.report_folder import (
     PREDICTIONS_FILE,
+    REPORT_FILE,
     EvalPlan,
     ReportFolder,
     check_writable,
@@ -76,6 +77,29 @@ def finished_report_for(
 ) -> tuple[dict[str, Any], Path] | None:
     """(report, folder) of the newest finished eval of the same model, rows and settings, if there is one."""
     return finished_report(reports_root(model.run), eval_plan(model, identity, data, options))
+
+
+def reusable_result(
+    model: EvalModel, identity: str, data: EvalRows, options: EvalOptions
+) -> EvalResult | None:
+    """The newest finished eval of the same model folder, rows and settings, if nothing in the folder changed
+    after it (a run's folder never changes; a folder trained again in place does): what --compare reuses."""
+    found = finished_report_for(model, identity, data, options)
+    if found is None:
+        return None
+    report, path = found
+    if model.folder is not None and _newest_change(model.folder) > (path / REPORT_FILE).stat().st_mtime:
+        return None
+    plan = eval_plan(model, identity, data, options)
+    scored = ReportFolder(path, plan, None).scored_rows()
+    if sorted(scored) != list(range(len(data.rows))):
+        return None
+    return EvalResult(report=report, predictions=[scored[i] for i in sorted(scored)], folder=path)
+
+
+def _newest_change(folder: Path) -> float:
+    paths = [folder, *folder.iterdir()] if folder.is_dir() else [folder]
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
 def open_session(
@@ -203,8 +227,21 @@ def evaluate_model(
     model_name: str | None = None,
     api_key: str | None = None,
     progress: ProgressView | None = None,
+    reuse_finished: bool = False,
 ) -> EvalResult:
-    """One model on `data`: the server at `served`, else one started for the model's folder when rows remain."""
+    """One model on `data`: the server at `served`, else one started for the model's folder when rows remain.
+    `reuse_finished`: a finished eval of the same folder, rows and settings is the answer (no server)."""
+    if reuse_finished and served is None:
+        reused = reusable_result(model, identity or str(model.folder), data, options)
+        if reused is not None:
+            console.print(
+                f"{model.label}: reusing the finished eval in {reused.folder} (same model folder, rows and "
+                "settings; --no-resume evaluates again)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            return reused
     session = open_session(model, identity or str(model.folder), data, options, console, stamp)
     try:
         if served is not None or not session.remaining:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EvalModel:
-    label: str  # the run's name, else MODEL as given
+    label: str  # the run's name (`RUN:best` for a checkpoint of it), else MODEL as given
     run: "Run | None"  # the training run MODEL names (its data and report folder), if any
     folder: Path | None  # what a server loads: a model folder or a .gguf file (None when --url answers)
 
@@ -31,7 +31,7 @@ def resolve_eval_model(spec: str, console: Console, *, with_folder: bool = True)
     `with_folder=False` (a server at --url answers): MODEL only names the run whose data and folder to use.
     A .gguf file is a model with no run (served by llama.cpp); a run served by llama.cpp is its export."""
     from sqlsft.export.served import is_gguf_file
-    from sqlsft.runs.registry import LATEST, resolve_run
+    from sqlsft.runs.registry import LATEST, resolve_run, split_selection
 
     if is_gguf_file(spec):
         path = Path(spec).expanduser()
@@ -42,13 +42,13 @@ def resolve_eval_model(spec: str, console: Console, *, with_folder: bool = True)
     try:
         run = resolve_run(spec)
     except SqlsftError:
-        if spec == LATEST:
+        if spec == LATEST or split_selection(spec)[1] is not None:
             raise
         run = None
     if not with_folder:
-        return EvalModel(run.name if run is not None else spec, run, None)
-    if run is not None:
-        return EvalModel(run.name, run, run.final_model_dir().absolute())  # engines run in their own folder
+        return EvalModel(run.label if run is not None else spec, run, None)
+    if run is not None:  # RUN:best is labelled so, and its report keyed by its own folder
+        return EvalModel(run.label, run, run.final_model_dir().absolute())  # engines run in their own folder
     from sqlsft.models.resolve import resolve_model_folder
 
     folder, _ = resolve_model_folder(spec, console)

@@ -67,10 +67,15 @@ class EvalPlan:
 
 
 def latest_execution_accuracy(run_path: Path) -> float | None:
-    """execution_accuracy of the newest finished eval report of a run (what `sqlsft runs` shows), if any."""
+    """execution_accuracy of the newest finished eval report of a run's final model (what `sqlsft runs`
+    shows), if any: the reports of its checkpoints (`RUN:best`, labelled so) are not the run's figure."""
+    name = Path(run_path).name
     reports = sorted(Path(run_path).glob(f"eval/*/{REPORT_FILE}"), key=_mtime, reverse=True)
     for report in reports:
-        value = read_json(report).get("execution_accuracy")
+        found = read_json(report)
+        if found.get("model", name) != name:
+            continue
+        value = found.get("execution_accuracy")
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
     return None

@@ -268,7 +268,7 @@ def _evaluate_both(
     options = EvalOptions(limit=eval_rows)
     data = load_rows(options, console, run=run)
     console.print(data.description, markup=False, highlight=False, soft_wrap=True)
-    original = EvalModel(run.name if run is not None else target.name, run, target.model_dir)
+    original = EvalModel(target.name, run, target.model_dir)  # the run's name, or <run>-checkpoint-N
     original_options = replace(options, engine=original_engine_name or original_engine())
     earlier = finished_report_for(original, str(original.folder), data, original_options)
     if earlier is not None:

@@ -65,8 +65,9 @@ def is_gguf_file(spec: str) -> bool:
 
 
 def export_target(model_dir: Path) -> ExportTarget:
-    """A run's final model exports into `runs/<run>/export/gguf/<run>-<quant>.gguf`; any other folder (a
-    checkpoint, a hub snapshot) into sqlsft's cache, under a name made from its path."""
+    """A run's final model exports into `runs/<run>/export/gguf/<run>-<quant>.gguf`, its checkpoint-N into
+    `runs/<run>/export/checkpoint-N/gguf/<run>-checkpoint-N-<quant>.gguf`; any other folder (a hub snapshot)
+    into sqlsft's cache, under a name made from its path."""
     from sqlsft.runs.registry import is_run_folder, load_run
 
     model_dir = Path(model_dir).resolve()
@@ -75,6 +76,12 @@ def export_target(model_dir: Path) -> ExportTarget:
         run = load_run(run_folder)
         if run.final_model_dir().resolve() == model_dir:
             return ExportTarget(model_dir, run_folder / "export" / "gguf", run.name, run)
+    if is_run_folder(run_folder.parent):
+        # RUN:best or RUN:checkpoint-N: named by its step, which stays true when a resumed run finds a new best
+        run = load_run(run_folder.parent)
+        if model_dir in (p.resolve() for p in run.checkpoints()):
+            folder = run.path / "export" / model_dir.name / "gguf"  # its web page beside it, not the run's
+            return ExportTarget(model_dir, folder, f"{run.name}-{model_dir.name}", run)
     from sqlsft.models.resolve import embedded_model_path
 
     digest = hashlib.sha256(str(model_dir).encode()).hexdigest()[:10]

@@ -244,20 +244,24 @@ def resolve_model(spec: str, revision: str | None = None, check_access: bool = T
 def resolve_model_folder(spec: str | None, console: Console | None = None) -> tuple[Path, str]:
     """What an engine loads: MODEL -> (absolute folder, label).
 
-    MODEL is `latest` (the newest completed run), a run name or run folder, `embedded` (converted once),
-    a model or checkpoint folder, or a hub id (taken from the local cache, else downloaded).
+    MODEL is `latest` (the newest completed run), a run name or run folder (`RUN:best`, `RUN:checkpoint-N`:
+    one of its checkpoints), `embedded` (converted once), a model or checkpoint folder, or a hub id (taken from
+    the local cache, else downloaded).
     """
     folder, label = _model_folder(spec, console)
     return Path(os.path.abspath(folder)), label  # engines run in their own folder: no relative paths
 
 
 def _model_folder(spec: str | None, console: Console | None) -> tuple[Path, str]:
-    from sqlsft.runs.registry import LATEST, is_run_folder, load_run, resolve_run
+    from sqlsft.runs.registry import LATEST, is_run_folder, load_run, resolve_run, split_selection
 
     spec = (spec or LATEST).strip()
     if spec == LATEST:
         run = resolve_run(LATEST)
         return run.final_model_dir(), f"latest ({run.name})"
+    if split_selection(spec)[1] is not None:  # RUN:best, RUN:checkpoint-N
+        run = resolve_run(spec)
+        return run.final_model_dir(), run.label
     if spec == EMBEDDED:
         return embedded_model_dir(console), EMBEDDED
     path = Path(spec).expanduser()

@@ -165,3 +165,46 @@ class MetricsFollower:
             if isinstance(row, dict):
                 rows.append(MetricsRow(row))
         return rows
+
+
+# ---------------------------------------------------------------- execution accuracy during training (BEST reads)
+# The training worker logs one EVAL line per evaluation (the Trainer's evaluate at each checkpoint save, at the
+# end, and at step 0 with --eval-at-start). The registry picks a run's best checkpoint from these lines
+# (`RUN:best`) and `sqlsft runs` shows it.
+
+EXECUTION_ACCURACY = "eval_execution_accuracy"
+VALID_SQL = "eval_valid_sql"
+EVAL_ROWS = "eval_rows"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Execution accuracy of the model at one step, on the run's first `rows` validation rows."""
+
+    step: int
+    execution_accuracy: float
+    valid_sql: float | None = None
+    rows: int | None = None
+
+
+def evaluations(rows: list[MetricsRow]) -> list[Evaluation]:
+    """One per evaluated step, in step order. A resumed run evaluates again the steps after its checkpoint:
+    the last line of a step is the one its checkpoint (or model/) holds."""
+    by_step: dict[int, Evaluation] = {}
+    for row in rows:
+        accuracy = row.number(EXECUTION_ACCURACY)
+        if row.event != MetricsEvent.EVAL or row.step is None or accuracy is None:
+            continue
+        by_step[row.step] = Evaluation(row.step, accuracy, row.number(VALID_SQL), row.integer(EVAL_ROWS))
+    return [by_step[step] for step in sorted(by_step)]
+
+
+def best_evaluation(rows: list[MetricsRow]) -> Evaluation | None:
+    """The best checkpoint's evaluation, as the Trainer picks best_model_checkpoint: the highest execution
+    accuracy, on a tie the earliest step (only a strictly better score replaces the best). Step 0
+    (--eval-at-start, the untrained model) is no checkpoint and never the best; the Trainer skips it too."""
+    best = None
+    for evaluation in evaluations(rows):
+        if evaluation.step > 0 and (best is None or evaluation.execution_accuracy > best.execution_accuracy):
+            best = evaluation
+    return best

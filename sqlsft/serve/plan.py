@@ -149,8 +149,8 @@ def unmerged_adapter(model: str | None) -> tuple[str, Path] | None:
         run = resolve_run(spec)
     except SqlsftError:
         return None  # not a run: a model folder or a hub id, resolved the usual way
-    if run.model_dir.is_dir() or not has_adapter(run.path):
-        return None
+    if run.selected or run.model_dir.is_dir() or not has_adapter(run.path):
+        return None  # RUN:best and RUN:checkpoint-N are model folders
     return run.name, adapter_dir(run.path)
 
 

@@ -28,6 +28,7 @@ import yaml
 
 from sqlsft.common.errors import SqlsftError
 from sqlsft.common.paths import cache_dir, presets_dir
+from sqlsft.train.eval_settings import EVAL_MAX_NEW_TOKENS_KEY, EVAL_ROWS_KEY, check_eval_settings
 from sqlsft.train.token_budget import check_token_budget
 
 SECTIONS = ("data", "model", "training")
@@ -76,6 +77,8 @@ SQLSFT_TRAINING_FIELDS = {
     "tokens_per_micro_batch": FieldSpec("tokens_per_micro_batch", "training", ("int", "str", "none")),
     "liger_kernel_when_available": FieldSpec("liger_kernel_when_available", "training", ("bool",)),
     "freeze_embeddings": FieldSpec("freeze_embeddings", "training", ("bool",)),  # train/freeze.py
+    EVAL_ROWS_KEY: FieldSpec(EVAL_ROWS_KEY, "training", ("int",)),  # train/eval_settings.py
+    EVAL_MAX_NEW_TOKENS_KEY: FieldSpec(EVAL_MAX_NEW_TOKENS_KEY, "training", ("int", "none")),
 }
 
 # ---------------------------------------------------------------- the field table
@@ -399,6 +402,9 @@ def resolve_config(
     max_steps: int | None = None,
     report_to: str | None = None,
     merge_adapter: bool | None = None,
+    eval_rows: int | None = None,
+    eval_at_start: bool = False,
+    load_best: bool = False,
 ) -> TrainConfig:
     """Preset, then the user's file (which may name a preset), then command-line options, then --set."""
     table = field_table()
@@ -426,6 +432,12 @@ def resolve_config(
         config.training["max_steps"] = check_value(table["training"]["max_steps"], max_steps, "--max-steps")
     if report_to:
         config.training["report_to"] = report_to
+    if eval_rows is not None:
+        config.training[EVAL_ROWS_KEY] = eval_rows
+    if eval_at_start:
+        config.training["eval_on_start"] = True
+    if load_best:
+        config.training["load_best_model_at_end"] = True
     for text in overrides:
         section, key, value = parse_override(text, table)
         getattr(config, section)[key] = check_value(table[section][key], value, f"--set {key}")
@@ -438,6 +450,7 @@ def resolve_config(
             "Or -1 (TRL's default) to train for num_train_epochs.",
         )
     check_token_budget(config.training)
+    check_eval_settings(config.training)
     if not config.model.get("model_name_or_path"):
         raise SqlsftError("No model given.", "Set model.model_name_or_path in the config, or pass --model.")
     quantized = [k for k in ("load_in_4bit", "load_in_8bit") if config.model.get(k)]

@@ -23,3 +23,6 @@ class TrainOptions:
     report_to: str | None = None
     dry_run: bool = False
     merge_adapter: bool = True  # False (--no-merge): a LoRA run keeps adapter/ and writes no merged model/
+    eval_rows: int | None = None  # --eval-rows: execution accuracy on this many validation rows at each save
+    eval_at_start: bool = False  # --eval-at-start: and at step 0
+    load_best: bool = False  # --load-best: model/ is the checkpoint with the best execution accuracy

@@ -28,7 +28,13 @@ class ResumePlan:
 
 def pick_resume_run(name: str) -> Run:
     if name:
-        return resolve_run(name)
+        run = resolve_run(name)
+        if run.selected:
+            raise SqlsftError(
+                f"--resume {name}: a run resumes from its newest checkpoint, not from {run.selected}.",
+                f"Use --resume {run.name}.",
+            )
+        return run
     for run in list_runs():
         if run.status in RESUMABLE and run.checkpoints():
             return run

@@ -19,9 +19,11 @@ from sqlsft.common.paths import runs_dir
 from sqlsft.common.processes import kill_group, log_tail, start_in_group
 from sqlsft.models.resolve import embedded_model_dir
 from sqlsft.runs.metrics import (
+    Evaluation,
     MetricsEvent,
     MetricsFollower,
     MetricsRow,
+    evaluations,
     first_event,
     read_metrics,
     step_rows,
@@ -32,6 +34,7 @@ from sqlsft.train import launch
 from sqlsft.train.adapter import has_adapter
 from sqlsft.train.checks import check_before_launch, check_run_name, resolve_report_to, slow_bf16_warning
 from sqlsft.train.config import TrainConfig, resolve_config
+from sqlsft.train.eval_settings import eval_rows
 from sqlsft.train.options import TrainOptions
 from sqlsft.train.resume import prepare_resume
 from sqlsft.train.run_folder import child_env, create_run, write_launch
@@ -60,6 +63,12 @@ class TrainSummary:
     peak_memory_gib: float | None = None
     duration_s: float = 0.0  # this launch's wall time
     exit_code: int | None = None
+    # execution accuracy during training (--eval-rows): the best evaluated step after step 0, as the
+    # Trainer ranks checkpoints (step 0 has no checkpoint), the untrained model's and the last
+    best_eval: Evaluation | None = None
+    start_eval: Evaluation | None = None
+    last_eval: Evaluation | None = None
+    model_checkpoint: str | None = None  # --load-best: the checkpoint whose weights model/ holds
 
 
 @dataclass
@@ -84,6 +93,7 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
     """A new run (or, with options.resume, a stopped one continued): checks, data, run folder, launch."""
     view = view or TrainView()
     if options.resume is not None:
+        _refuse_eval_flags(options)
         plan = prepare_resume(options)
         view.launching(plan.headline, plan.command)
         return execute(plan.folder, plan.command, view, plan.start_step)
@@ -91,6 +101,7 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
     config = resolve_config(
         options.preset, options.config_file, options.overrides, options.model, options.dataset,
         options.max_steps, None, merge_adapter=False if not options.merge_adapter else None,
+        eval_rows=options.eval_rows, eval_at_start=options.eval_at_start, load_best=options.load_best,
     )  # fmt: skip
     if not options.preset and not options.config_file:
         view.note(f"No --preset given: using {config.preset}.")
@@ -115,6 +126,7 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
         view.note(report_note)
     model_path = str(embedded_model_dir(view.console)) if resolved.is_embedded else resolved.path_or_id
     prepared = _prepare_data(config, view)
+    _check_validation_rows(config, prepared)
     folder = create_run(config, plan, model_path, prepared, options.run_name)
     command = launch.launch_command(folder.accelerate_file, folder.path)
     write_launch(folder, command, folder.launch_script)
@@ -129,6 +141,25 @@ def _prepare_data(config: TrainConfig, view: TrainView):
         **config.data, model=config.model_name, max_length=int(config.training.get("max_length") or 1024)
     )
     return prepare(options, view.console)
+
+
+def _refuse_eval_flags(options: TrainOptions) -> None:
+    given = [flag for flag, value in (("--eval-rows", options.eval_rows is not None),
+             ("--eval-at-start", options.eval_at_start), ("--load-best", options.load_best)) if value]  # fmt: skip
+    if given:
+        raise SqlsftError(
+            f"--resume continues a run with its own config; drop {', '.join(given)}.",
+            "To change the config, start a new run.",
+        )
+
+
+def _check_validation_rows(config: TrainConfig, prepared) -> None:
+    """Execution accuracy during training scores validation rows: refuse before launching when there are none."""
+    if eval_rows(config.training) and not (prepared.manifest.get("rows") or {}).get("validation"):
+        raise SqlsftError(
+            f"--eval-rows scores validation rows, and {prepared.folder} has none.",
+            "Use a data set with a validation split (prepare carves one out of train when there is none).",
+        )
 
 
 def _estimate(config: TrainConfig, plan, resolved) -> list[str]:
@@ -240,6 +271,18 @@ def finish(folder: RunFolder, returncode: int | None, interrupted: bool, started
 
 def summarize(metrics: list[MetricsRow]) -> TrainSummary:
     out = TrainSummary()
+    scored = evaluations(metrics)
+    if scored:
+        out.last_eval = scored[-1]
+        out.start_eval = scored[0] if scored[0].step == 0 else None
+        for evaluation in scored:  # only a strictly better score replaces the best (greater_is_better)
+            if evaluation.step > 0 and (
+                out.best_eval is None or evaluation.execution_accuracy > out.best_eval.execution_accuracy
+            ):
+                out.best_eval = evaluation
+    saved = first_event(metrics, MetricsEvent.SAVED, last=True)
+    if saved is not None and saved.text("best_checkpoint"):
+        out.model_checkpoint = Path(saved.text("best_checkpoint")).name
     steps = step_rows(metrics)
     if not steps:
         return out

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlsft.common.errors import SqlsftError
+from sqlsft.train.eval_settings import EVAL_KEYS
 from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY
 
 TOKEN_BUDGET_KEY = "tokens_per_micro_batch"
@@ -167,6 +168,8 @@ def plan_micro_batches(config, device: Device, model_config=None) -> MicroBatchP
     budget_setting = training.pop(TOKEN_BUDGET_KEY, None)
     liger_when_available = bool(training.pop(LIGER_WHEN_AVAILABLE_KEY, False))
     training.pop(FREEZE_EMBEDDINGS_KEY, None)  # the worker applies it to the model (train/freeze.py)
+    for key in EVAL_KEYS:  # the worker's evaluation reads them (train/eval_settings.py)
+        training.pop(key, None)
     row_limit = training.get("max_length", TRL_DEFAULT_MAX_LENGTH)  # None: no limit (TRL's too)
     attention = config.model.get("attn_implementation")
     notes: list[str] = []

@@ -25,6 +25,7 @@ from sqlsft.train.adapter import (
     save_tokenizer,
     stop_on_end_of_turn,
 )
+from sqlsft.train.compact_lm_head import use_compact_lm_head
 from sqlsft.train.config import load_resolved
 from sqlsft.train.end_of_turn import (
     blank_ids,
@@ -33,6 +34,7 @@ from sqlsft.train.end_of_turn import (
     end_of_turn_id,
     fix_untrained_end_of_turn,
 )
+from sqlsft.train.eval_settings import eval_rows, max_new_tokens, saves_checkpoints, trainer_arguments
 from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY, freeze_embeddings
 from sqlsft.train.token_budget import MicroBatchPlan, plan_for_this_rank
 
@@ -172,14 +174,38 @@ def drop_overlong(dataset, tokenizer, max_length: int | None, num_proc: int | No
     return kept.remove_columns("_sqlsft_length"), len(dataset) - len(kept)
 
 
+def validation_rows(data, training: dict, run_dir: Path, is_main: bool):
+    """The first `eval_rows` rows of the validation split (scored at every evaluation), or None."""
+    count = eval_rows(training)
+    if not count:
+        return None
+    if "validation" not in data or len(data["validation"]) == 0:
+        raise SqlsftError("eval_rows needs validation rows, and the prepared data set has none.")
+    rows = data["validation"]
+    notes = []
+    if len(rows) < count:
+        notes.append(f"eval_rows {count}: the validation split has {len(rows)} rows; scoring all of them")
+    if not saves_checkpoints(training):
+        notes.append("save_strategy is no: execution accuracy is measured once, at the end")
+    for note in notes:
+        print(f"[sqlsft] {note}", flush=True)
+        if is_main:
+            append_event(run_dir, MetricsEvent.NOTE, time.time(), text=note)
+    return rows.select(range(min(count, len(rows))))
+
+
 # ---------------------------------------------------------------- main
 
 
-def build_sft_config(config, run_dir: Path, plan: MicroBatchPlan):
-    """SFTConfig from the resolved config, with the micro-batch plan's fields (token budget, liger) applied."""
+def build_sft_config(config, run_dir: Path, plan: MicroBatchPlan, resuming: bool = False):
+    """SFTConfig from the resolved config, with the micro-batch plan's fields (token budget, liger) and the
+    evaluation's (execution accuracy at each checkpoint) applied."""
     from trl import SFTConfig
 
     training = dict(plan.training)
+    training.update(trainer_arguments(config.training))
+    if resuming:
+        training["eval_on_start"] = False  # step 0 was scored by the first launch; a resume starts later
     model = config.model
     init_kwargs = {
         "revision": model.get("model_revision", "main"),
@@ -226,7 +252,7 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     datasets.disable_progress_bars()
     model_path = run_info.model_path
     plan = plan_for_this_rank(config, model_path)
-    sft_config = build_sft_config(config, run_dir, plan)
+    sft_config = build_sft_config(config, run_dir, plan, resuming=bool(resume_from))
     tokenizer = AutoTokenizer.from_pretrained(
         model_path, trust_remote_code=bool(config.training.get("trust_remote_code", False))
     )
@@ -258,9 +284,10 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         print("[sqlsft] error: no training row fits in max_length; raise training.max_length", flush=True)
         return 2
 
+    scored_rows = validation_rows(data, config.training, run_dir, is_main)
     metrics_cb, stop_cb = build_callbacks(run_dir, stop)
     peft_config, quantization_config = peft_and_quantization(config)
-    trainer = SFTTrainer(
+    trainer_kwargs = dict(
         model=model_path,
         args=sft_config,
         train_dataset=train_rows,
@@ -269,6 +296,28 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
         peft_config=peft_config,
         quantization_config=quantization_config,
     )
+    if scored_rows is None:
+        trainer = SFTTrainer(**trainer_kwargs)
+    else:
+        from sqlsft.train.execution_eval import ExecutionEvalTrainer
+
+        # HF refuses an eval_strategy without an eval_dataset; evaluate() generates from these rows' prompts
+        needs_dataset = sft_config.eval_strategy != "no"
+        eval_dataset = scored_rows.select_columns(["prompt", "completion"]) if needs_dataset else None
+        trainer = ExecutionEvalTrainer(
+            **trainer_kwargs, eval_dataset=eval_dataset, eval_rows=scored_rows,
+            max_new_tokens=max_new_tokens(config.training),
+        )  # fmt: skip
+    # Every checkpoint is a usable model (and the evaluation stops where it will): the generation config
+    # stops on the end of turn, as model/'s does.
+    stop_on_end_of_turn(trainer.model.generation_config, tokenizer, end_id)
+    compact_head = use_compact_lm_head(
+        trainer.model
+    )  # CPU only: TRL's fused head scores every position there
+    if compact_head:
+        print(f"[sqlsft] {compact_head}", flush=True)
+        if is_main:
+            append_event(run_dir, MetricsEvent.NOTE, time.time(), text=compact_head)
     if peft_config is not None and is_main:
         trainable, total = trainer.model.get_nb_trainable_parameters()
         text = f"LoRA: {trainable:,} trainable parameters of {total:,} ({100 * trainable / total:.2f}%)"
@@ -303,6 +352,13 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
     if stop_cb.stopped:
         print(f"[sqlsft] stopped at step {trainer.state.global_step} (checkpoint saved)", flush=True)
     else:
+        # --load-best: the Trainer has loaded its best checkpoint's weights, which model/ gets
+        best = trainer.state.best_model_checkpoint if sft_config.load_best_model_at_end else None
+        if best:
+            print(f"[sqlsft] model/ gets {Path(best).name}: the best {sft_config.metric_for_best_model}, "
+                  f"{trainer.state.best_metric:.4g}", flush=True)  # fmt: skip
+        elif scored_rows is not None and trainer.last_evaluated_step != trainer.state.global_step:
+            trainer.evaluate()  # the last step's model is the one model/ gets: score it too
         if peft_config is None:
             saved = folder.model_dir
             save_final_model(trainer, tokenizer, saved, end_id)
@@ -311,9 +367,11 @@ def run(run_dir: Path, resume_from: str | None = None) -> int:
                 print("[sqlsft] saving the adapter and merging it into model/", flush=True)
             saved = save_adapter_and_merge(trainer, config, run_dir, model_path, tokenizer, end_id)
         if is_main:
+            from_checkpoint = {"best_checkpoint": best} if best else {}
             append_event(
-                run_dir, MetricsEvent.SAVED, time.time(), path=str(saved), step=trainer.state.global_step
-            )
+                run_dir, MetricsEvent.SAVED, time.time(), path=str(saved), step=trainer.state.global_step,
+                **from_checkpoint,
+            )  # fmt: skip
     if hasattr(trainer, "end"):
         trainer.end()  # transformers >= 5.18: finish trackers and tear down the process group
     return 0

@@ -8,9 +8,11 @@ from rich.table import Table
 from rich.text import Text
 
 from sqlsft.cli.views.output import full_values, print_full
+from sqlsft.common.errors import SqlsftError
 from sqlsft.common.formatting import duration, percent
 from sqlsft.eval.report_folder import latest_execution_accuracy
-from sqlsft.runs.registry import Run
+from sqlsft.runs.metrics import Evaluation
+from sqlsft.runs.registry import BEST, Run
 from sqlsft.runs.status import RunState
 
 STATUS_STYLE = {
@@ -19,7 +21,25 @@ STATUS_STYLE = {
     RunState.FAILED: "red",
     RunState.INTERRUPTED: "yellow",
 }
-NUMERIC = ("GPUs", "steps", "final loss", "accuracy")
+NUMERIC = ("GPUs", "steps", "final loss", "best EX @ step", "accuracy")
+
+
+def best_record(run: Run) -> dict[str, Any] | None:
+    """The best evaluation during training, and the folder `RUN:best` loads (None when it has none left)."""
+    best = run.best_evaluation()
+    if best is None:
+        return None
+    try:
+        folder = str(run.select(BEST).final_model_dir())
+    except SqlsftError:
+        folder = None
+    return {
+        "step": best.step,
+        "execution_accuracy": best.execution_accuracy,
+        "valid_sql": best.valid_sql,
+        "rows": best.rows,
+        "model_dir": folder,
+    }
 
 
 def run_record(run: Run) -> dict[str, Any]:
@@ -39,6 +59,7 @@ def run_record(run: Run) -> dict[str, Any]:
         "started_at": record.started_at,
         "finished_at": record.finished_at,
         "accuracy": latest_execution_accuracy(run.path),
+        "best": best_record(run),
         "model_dir": str(run.model_dir) if run.model_dir.is_dir() else None,
         "problems": record.problems,
     }
@@ -48,6 +69,10 @@ def _steps(run: Run) -> str:
     if run.steps is None:
         return "-"
     return f"{run.steps}/{run.max_steps}" if run.max_steps else str(run.steps)
+
+
+def _best(best: Evaluation | None) -> str:
+    return "-" if best is None else f"{percent(best.execution_accuracy)} @ {best.step}"
 
 
 def print_runs(runs: list[Run], folder: Path, console: Console) -> None:
@@ -62,6 +87,7 @@ def print_runs(runs: list[Run], folder: Path, console: Console) -> None:
         "final loss",
         "duration",
         "status",
+        "best EX @ step",
         "accuracy",
     ):
         table.add_column(column, justify="right" if column in NUMERIC else "left")
@@ -77,6 +103,7 @@ def print_runs(runs: list[Run], folder: Path, console: Console) -> None:
             "-" if run.final_loss is None else f"{run.final_loss:.4f}",
             duration(run.duration_s),
             Text(str(run.status), style=STATUS_STYLE.get(run.status, "")),
+            _best(run.best_evaluation()),
             "-" if accuracy is None else percent(accuracy),
         )
         if run.record.problems:

@@ -15,12 +15,21 @@ from rich.progress import (
 
 from sqlsft.common.formatting import clock
 from sqlsft.common.processes import shell_line
-from sqlsft.runs.metrics import MetricsEvent, MetricsRow
+from sqlsft.runs.metrics import EVAL_ROWS, EXECUTION_ACCURACY, VALID_SQL, MetricsEvent, MetricsRow
 from sqlsft.runs.status import RunState
 from sqlsft.train.supervise import DryRunPlan, TrainResult
 from sqlsft.train.view import TrainView
 
 PLAIN_LINE_EVERY_S = 10.0
+
+
+def _percent(value: float | None) -> str:
+    return "?" if value is None else f"{100 * value:.1f}%"
+
+
+def eval_figures(row: MetricsRow) -> str:
+    """The short form next to the loss: execution accuracy and valid SQL of the last evaluation."""
+    return f"EX {_percent(row.number(EXECUTION_ACCURACY))} (valid SQL {_percent(row.number(VALID_SQL))})"
 
 
 def _plain(console: Console, text: str) -> None:
@@ -38,6 +47,7 @@ class ConsoleTrainView(TrainView):
         self.last_plain = 0.0
         self.bar: Progress | None = None
         self.task = None
+        self.last_eval = ""  # the last evaluation's figures, shown next to the loss
 
     def note(self, text: str, warning: bool = False) -> None:
         console = self.bar.console if self.bar else self.console
@@ -60,6 +70,7 @@ class ConsoleTrainView(TrainView):
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[loss]}"),
+            TextColumn("{task.fields[eval]}"),
             TextColumn("{task.fields[speed]}"),
             TimeRemainingColumn(),
             TextColumn("{task.fields[memory]}"),
@@ -68,7 +79,7 @@ class ConsoleTrainView(TrainView):
         )
         self.bar.start()
         self.task = self.bar.add_task(
-            "starting (loading model and data)", total=None, loss="", speed="", memory=""
+            "starting (loading model and data)", total=None, loss="", eval="", speed="", memory=""
         )
 
     def progress(self, rows: list[MetricsRow]) -> None:
@@ -100,6 +111,16 @@ class ConsoleTrainView(TrainView):
             self.note(f"checkpoint saved at step {row.step}")
         elif event == MetricsEvent.NOTE:
             self.note(str(row.text("text")))
+        elif event == MetricsEvent.EVAL and row.number(EXECUTION_ACCURACY) is not None:
+            self.last_eval = eval_figures(row)
+            seconds = row.number("eval_seconds")
+            took = f" in {clock(seconds)}" if seconds is not None else ""
+            self.note(
+                f"step {row.step}: execution accuracy {_percent(row.number(EXECUTION_ACCURACY))}, valid SQL "
+                f"{_percent(row.number(VALID_SQL))} on {row.integer(EVAL_ROWS)} validation rows{took}"
+            )
+            if self.bar is not None:
+                self.bar.update(self.task, eval=self.last_eval)
         elif event == MetricsEvent.INTERRUPTED:
             self.note(f"stopping at step {row.step} of {row.max_steps}; saving a checkpoint")
 
@@ -112,7 +133,7 @@ class ConsoleTrainView(TrainView):
             memory = f"{kind} {row.number('peak_memory_gib'):.1f} GiB"
         if self.bar is not None:
             self.bar.update(self.task, description="training", total=self.total, completed=self.step,
-                                 loss=loss, speed=speed, memory=memory)  # fmt: skip
+                                 loss=loss, eval=self.last_eval, speed=speed, memory=memory)  # fmt: skip
             return
         now = time.monotonic()
         if row is None or (now - self.last_plain < PLAIN_LINE_EVERY_S and self.step != self.total):
@@ -120,7 +141,7 @@ class ConsoleTrainView(TrainView):
         self.last_plain = now
         total = self.total or 0
         share = f" ({100 * self.step / total:.0f}%)" if total else ""
-        parts = [f"step {self.step}/{total or '?'}{share}", loss, speed, memory]
+        parts = [f"step {self.step}/{total or '?'}{share}", loss, self.last_eval, speed, memory]
         _plain(self.console, " ".join(p for p in parts if p) + self._eta(row, total))
 
     def _eta(self, row: MetricsRow, total: int) -> str:
@@ -150,6 +171,20 @@ def print_dry_run(plan: DryRunPlan, console: Console) -> None:
     )
 
 
+def eval_summary(summary) -> str:
+    """One line: the best evaluated step (the Trainer's best checkpoint), with the untrained and last figures."""
+    best, start, last = summary.best_eval, summary.start_eval, summary.last_eval
+    rows = f" on {best.rows} validation rows" if best.rows else ""
+    line = f"Execution accuracy{rows}: best {_percent(best.execution_accuracy)} at step {best.step}"
+    if best.valid_sql is not None:
+        line += f" (valid SQL {_percent(best.valid_sql)})"
+    if last is not None and last.step != best.step:
+        line += f"; last {_percent(last.execution_accuracy)} at step {last.step}"
+    if start is not None:
+        line += f"; untrained {_percent(start.execution_accuracy)}"
+    return line
+
+
 def print_summary(result: TrainResult, console: Console) -> None:
     run, summary = result.run, result.summary
     console.print()
@@ -158,6 +193,8 @@ def print_summary(result: TrainResult, console: Console) -> None:
         console.print("[yellow]Interrupted[/] ", end="")
         _plain(console, f"{run.name} at step {summary.steps or 0} after {took}.")
         _plain(console, f"Resume it with: sqlsft train --resume {run.name}")
+        if summary.best_eval is not None:
+            _plain(console, eval_summary(summary))
         return
     loss = ""
     if summary.first_loss is not None:
@@ -168,8 +205,11 @@ def print_summary(result: TrainResult, console: Console) -> None:
     parts = [f"{summary.steps} steps in {took}", loss, speed]
     console.print("[green]Completed[/] ", end="")
     _plain(console, f"{run.name}: " + ", ".join(p for p in parts if p))
+    if summary.best_eval is not None:
+        _plain(console, eval_summary(summary))
     if run.model_dir.is_dir() or not run.adapter_dir.is_dir():
-        _plain(console, f"Model: {run.model_dir}")
+        held = f" ({summary.model_checkpoint}'s weights: --load-best)" if summary.model_checkpoint else ""
+        _plain(console, f"Model: {run.model_dir}{held}")
         _plain(console, "Next: sqlsft serve latest")
     else:  # --no-merge: only the adapter, which vLLM serves on its base
         _plain(console, f"Adapter: {run.adapter_dir} (not merged)")
