@@ -157,3 +157,23 @@ def test_both_sources_are_refused(tmp_path):
         resolve_config(preset="demo", config_file=tmp_path / "x.yaml")
     with pytest.raises(SqlsftError, match="does not exist"):
         resolve_config(config_file=tmp_path / "missing.yaml")
+
+
+def test_bf16_when_native_follows_the_device():
+    from dataclasses import replace
+
+    from sqlsft.train.token_budget import Device, plan_micro_batches
+
+    config = resolve_config(preset="demo", overrides=["bf16_when_native=true", "bf16=false"])
+    amx = plan_micro_batches(config, Device("cpu", bf16=True))
+    assert amx.training["bf16"] is True and "bf16_when_native" not in amx.training
+    assert any("bf16 mixed precision: on" in note for note in amx.notes)
+    avx2 = plan_micro_batches(config, Device("cpu", bf16=False))  # emulated bf16 would be many times slower
+    assert avx2.training["bf16"] is False
+    assert any("bf16 mixed precision: off" in note for note in avx2.notes)
+    gpu = plan_micro_batches(config, Device("cuda", 80.0, bf16=True))
+    assert gpu.training["bf16"] is True
+    plain = plan_micro_batches(
+        replace(config, training={**config.training, "bf16_when_native": False}), Device("cpu", bf16=True)
+    )
+    assert plain.training["bf16"] is False and not any("bf16" in note for note in plain.notes)

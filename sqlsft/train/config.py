@@ -77,6 +77,7 @@ SQLSFT_TRAINING_FIELDS = {
     "tokens_per_micro_batch": FieldSpec("tokens_per_micro_batch", "training", ("int", "str", "none")),
     "liger_kernel_when_available": FieldSpec("liger_kernel_when_available", "training", ("bool",)),
     "freeze_embeddings": FieldSpec("freeze_embeddings", "training", ("bool",)),  # train/freeze.py
+    "bf16_when_native": FieldSpec("bf16_when_native", "training", ("bool",)),  # train/token_budget.py
     EVAL_ROWS_KEY: FieldSpec(EVAL_ROWS_KEY, "training", ("int",)),  # train/eval_settings.py
     EVAL_MAX_NEW_TOKENS_KEY: FieldSpec(EVAL_MAX_NEW_TOKENS_KEY, "training", ("int", "none")),
 }

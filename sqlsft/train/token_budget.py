@@ -23,6 +23,9 @@ Keys sqlsft reads here and never passes to TRL (`SQLSFT_TRAINING_KEYS`):
                                a power of two from 4,096 to 65,536; CPU_TOKEN_BUDGET on the CPU
   liger_kernel_when_available  true: liger-kernel's layer kernels (`use_liger_kernel`) when this rank has a
                                GPU and the package imports; off otherwise, with a note
+  bf16_when_native             true: bf16 mixed precision (`bf16`) when this rank computes bf16 natively (a GPU
+                               with bf16, a CPU with AVX512-BF16 or AMX); fp32 otherwise, where emulated bf16
+                               is many times slower; with a note either way
 """
 
 import importlib.util
@@ -36,7 +39,8 @@ from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY
 
 TOKEN_BUDGET_KEY = "tokens_per_micro_batch"
 LIGER_WHEN_AVAILABLE_KEY = "liger_kernel_when_available"
-SQLSFT_TRAINING_KEYS = (TOKEN_BUDGET_KEY, LIGER_WHEN_AVAILABLE_KEY)
+BF16_WHEN_NATIVE_KEY = "bf16_when_native"
+SQLSFT_TRAINING_KEYS = (TOKEN_BUDGET_KEY, LIGER_WHEN_AVAILABLE_KEY, BF16_WHEN_NATIVE_KEY)
 AUTO = "auto"
 CPU_TOKEN_BUDGET = 2048  # a CPU gains little from more, and the dense SDPA mask grows with its square
 AUTO_MIN_TOKENS = 4096
@@ -56,6 +60,7 @@ class Device:
     memory_gib: float | None = None  # the GPU's total memory
     flash_attn: bool = False  # the flash-attn package imports
     liger_kernel: bool = False  # the liger-kernel package imports
+    bf16: bool = False  # computes bf16 natively (a GPU with bf16; a CPU with AVX512-BF16 or AMX)
 
     @property
     def is_gpu(self) -> bool:
@@ -67,13 +72,16 @@ def detect_device(use_cpu: bool = False) -> Device:
     import torch
 
     if use_cpu or not torch.cuda.is_available():
-        return Device("cpu")
+        from sqlsft.common.hardware import cpu_has_native_bf16
+
+        return Device("cpu", bf16=bool(cpu_has_native_bf16()))
     index = int(os.environ.get("LOCAL_RANK", "0")) % max(torch.cuda.device_count(), 1)
     return Device(
         "cuda",
         memory_gib=torch.cuda.get_device_properties(index).total_memory / 2**30,
         flash_attn=importlib.util.find_spec("flash_attn") is not None,
         liger_kernel=importlib.util.find_spec("liger_kernel") is not None,
+        bf16=torch.cuda.is_bf16_supported(),
     )
 
 
@@ -167,6 +175,7 @@ def plan_micro_batches(config, device: Device, model_config=None) -> MicroBatchP
     training = dict(config.training)
     budget_setting = training.pop(TOKEN_BUDGET_KEY, None)
     liger_when_available = bool(training.pop(LIGER_WHEN_AVAILABLE_KEY, False))
+    bf16_when_native = bool(training.pop(BF16_WHEN_NATIVE_KEY, False))
     training.pop(FREEZE_EMBEDDINGS_KEY, None)  # the worker applies it to the model (train/freeze.py)
     for key in EVAL_KEYS:  # the worker's evaluation reads them (train/eval_settings.py)
         training.pop(key, None)
@@ -180,6 +189,13 @@ def plan_micro_batches(config, device: Device, model_config=None) -> MicroBatchP
         else:
             why = "not installed" if device.is_gpu else "no GPU on this rank"
             notes.append(f"liger-kernel: off ({why})")
+    if bf16_when_native and not training.get("bf16"):
+        where = "GPU" if device.is_gpu else "CPU"
+        if device.bf16:
+            training["bf16"] = True
+            notes.append(f"bf16 mixed precision: on (this {where} computes bf16 natively)")
+        else:
+            notes.append(f"bf16 mixed precision: off (this {where} has no native bf16): fp32")
     if budget_setting is None:
         return MicroBatchPlan(training, attention, row_limit, None, notes)
     check_token_budget({**training, TOKEN_BUDGET_KEY: budget_setting})
