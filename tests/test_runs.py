@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +12,10 @@ from sqlsft.common.files import read_json, write_json
 from sqlsft.eval.report_folder import latest_execution_accuracy
 from sqlsft.runs import registry as runs
 from sqlsft.runs.checkpoints import CHECKPOINT_FILES, missing_checkpoint_files
-from sqlsft.runs.metrics import Evaluation, MetricsEvent, append_event, evaluations, metrics_file
+from sqlsft.runs.metrics import Evaluation, MetricsEvent, append_event, metrics_file
 from sqlsft.runs.status import RunState, status_file
 from tests.cli_runner import invoke, one_error_line, run_process
 from tests.test_evaluate import scripted_model, sql_dataset  # noqa: F401 - fixtures: a model that answers SQL
-from tests.test_train import finish, start_cli
-from tests.test_train_eval import SMALL_RUN, counting_data  # noqa: F401 - a fixture: rows it scores 2 of 3 on
 
 
 def make_run(root, name, status, started, **extra):
@@ -360,37 +357,3 @@ def test_eval_of_run_best_asks_the_best_checkpoint(sql_dataset, scripted_model, 
     assert (
         latest_execution_accuracy(folder) is None
     )  # `sqlsft runs` accuracy: the final model's, not evaluated
-
-
-@pytest.mark.slow
-def test_run_best_of_a_real_run_is_the_trainers_best_checkpoint(
-    scripted_model,  # noqa: F811
-    counting_data,  # noqa: F811
-    tmp_path,
-    monkeypatch,
-):
-    """A real run evaluated at steps 0, 2 and 4 with the same score each time (a scripted model that learns
-    nothing): `RUN:best` is the Trainer's best_model_checkpoint (step 0 never is; a tie keeps the first),
-    the one checkpoint save_total_limit=1 keeps at the end; the final step's is model/."""
-    monkeypatch.setenv("SQLSFT_RUNS_DIR", str(tmp_path))
-    process = start_cli("train", *SMALL_RUN, *counting_data, "--model", str(scripted_model), "--max-steps", "4",
-                        "--set", "learning_rate=0", "--set", "save_total_limit=1", "--eval-at-start",
-                        "--run-name", "real")  # fmt: skip
-    out = finish(process)
-    assert process.returncode == 0, out
-    run = runs.resolve_run("real:best", tmp_path)
-    scores = evaluations(runs.read_metrics(run.path))
-    assert [e.step for e in scores] == [0, 2, 4] and len({e.execution_accuracy for e in scores}) == 1
-    checkpoints = run.checkpoints_dir
-    assert [p.name for p in run.checkpoints()] == ["checkpoint-2"]
-    state = json.loads((checkpoints / "checkpoint-2" / "trainer_state.json").read_text())
-    assert run.final_model_dir() == checkpoints / "checkpoint-2" == Path(state["best_model_checkpoint"])
-    assert runs.resolve_run("real:checkpoint-4", tmp_path).final_model_dir() == run.model_dir
-    assert "real has no checkpoint-3; its checkpoints: 2" in one_error_line(
-        invoke("serve", "real:checkpoint-3", "--dry-run")
-    )
-    # a checkpoint is a servable model folder (tokenizer, chat template, stop at the end of turn)
-    served = invoke("serve", "latest:best", "--engine", "transformers", "--dry-run")
-    assert served.exit_code == 0, served.stderr
-    assert f"real:best -> {checkpoints / 'checkpoint-2'}" in served.stdout
-    assert f"{100 * scores[0].execution_accuracy:.1f}% @ 2" in invoke("runs").stdout

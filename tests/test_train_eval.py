@@ -202,6 +202,19 @@ def test_execution_accuracy_at_each_save_scored_like_eval(
     assert tokenizer.convert_tokens_to_ids("<end_of_turn>") in generation["eos_token_id"]
     assert leftover_processes(run_dir) == []
 
+    # RUN:best is the Trainer's best_model_checkpoint (step 0 never is; a tie keeps the first), wherever a run is
+    # accepted, and `sqlsft runs` shows it
+    best = runs.resolve_run("scored:best")
+    assert best.final_model_dir() == checkpoints / "checkpoint-2" == Path(state["best_model_checkpoint"])
+    assert runs.resolve_run("scored:checkpoint-4").final_model_dir() == checkpoints / "checkpoint-4"
+    assert "scored has no checkpoint-3; its checkpoints: 2, 4" in one_error_line(
+        invoke("serve", "scored:checkpoint-3", "--dry-run")
+    )
+    served = invoke("serve", "latest:best", "--engine", "transformers", "--dry-run")
+    assert served.exit_code == 0, served.stderr
+    assert f"scored:best -> {checkpoints / 'checkpoint-2'}" in served.stdout
+    assert f"{100 * expected:.1f}% @ 2" in invoke("runs").stdout
+
 
 @pytest.mark.slow
 def test_an_interrupted_run_keeps_its_history_and_load_best_makes_model_the_best(
