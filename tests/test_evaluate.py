@@ -430,3 +430,38 @@ def test_eval_compare_starts_and_stops_a_server_per_model(sql_dataset, scripted_
     assert "Starting a server" not in again.stderr
     assert json.loads(again.stdout)["metrics"]["execution_accuracy"]["a"] == round(2 / 3, 4)
     assert len(list(run_dir.glob(f"eval/test-*/{REPORT_FILE}"))) == 1  # no new report folder
+
+
+@pytest.mark.slow
+def test_a_killed_eval_stops_the_server_it_started(sql_dataset, tiny_model_dir):
+    """SIGTERM (a plain `kill`) to an eval mid-way ends it the interrupted way and stops its engine: Python's
+    default SIGTERM used to end eval at once and leave `transformers serve` running, generating for no one."""
+    import psutil
+
+    from sqlsft.serve import recorded_servers
+    from sqlsft.serve.registry import Health, health
+
+    train, test = sql_dataset
+    eval_cli = subprocess.Popen(
+        [SQLSFT, "eval", str(tiny_model_dir), "--dataset", train, "--test-file", test, "--engine",
+         "transformers", "--max-tokens", "4000", "-j", "1", "--no-resume"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (
+            (servers := recorded_servers()) and health("127.0.0.1", servers[0].port) == Health.HEALTHY
+        ):
+            assert eval_cli.poll() is None, eval_cli.communicate()[0]
+            time.sleep(0.5)
+        assert servers, "eval started no server"
+        time.sleep(2)  # a request in flight: the random tiny model writes up to 4000 tokens
+        eval_cli.send_signal(signal.SIGTERM)
+        out, _ = eval_cli.communicate(timeout=90)
+    finally:
+        if eval_cli.poll() is None:
+            eval_cli.kill()
+    assert eval_cli.returncode == 130, out
+    assert "Interrupted" in out and "Traceback" not in out
+    assert recorded_servers() == []
+    assert not psutil.pid_exists(servers[0].pid) or psutil.Process(servers[0].pid).status() == "zombie"

@@ -7,6 +7,7 @@ The engine process starts in exactly one place, `start_server`, with its command
 import contextlib
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -177,11 +178,29 @@ def running_server(model: str = "latest", **kwargs: Any) -> Iterator[ServerRecor
     console = kwargs.pop("console", None)
     if console is not None and kwargs.get("progress") is None:
         kwargs["progress"] = ConsoleProgress(console)
-    record = start_server(model, **kwargs)
+    previous = _interrupt_on_termination()
     try:
-        yield record
+        record = start_server(model, **kwargs)
+        try:
+            yield record
+        finally:
+            stop_server(record.port)
     finally:
-        stop_server(record.port)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_termination() -> dict:
+    """While a server runs on the side of eval, export, chat or bench, a plain `kill` (SIGTERM) or a closing
+    terminal (SIGHUP) raises KeyboardInterrupt, as Ctrl-C does: the command ends its usual interrupted way and
+    the `finally` above stops the engine. (Python's default SIGTERM ends the process at once and orphaned it.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _terminated) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 class _Interrupted(Exception):
