@@ -48,7 +48,8 @@ def _refuse_flags(options: TrainOptions) -> None:
     given = [flag for flag, value in (("--preset", options.preset), ("--config", options.config_file),
              ("--set", options.overrides), ("--model", options.model), ("--dataset", options.dataset),
              ("--max-steps", options.max_steps), ("--run-name", options.run_name),
-             ("--no-merge", not options.merge_adapter)) if value]  # fmt: skip
+             ("--no-merge", not options.merge_adapter), ("--eval-rows", options.eval_rows is not None),
+             ("--eval-at-start", options.eval_at_start), ("--load-best", options.load_best)) if value]  # fmt: skip
     if given:
         raise SqlsftError(
             f"--resume continues a run with its own config; drop {', '.join(given)}.",

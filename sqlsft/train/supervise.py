@@ -23,6 +23,7 @@ from sqlsft.runs.metrics import (
     MetricsEvent,
     MetricsFollower,
     MetricsRow,
+    best_evaluation,
     evaluations,
     first_event,
     read_metrics,
@@ -93,7 +94,6 @@ def train(options: TrainOptions, view: TrainView | None = None) -> TrainResult |
     """A new run (or, with options.resume, a stopped one continued): checks, data, run folder, launch."""
     view = view or TrainView()
     if options.resume is not None:
-        _refuse_eval_flags(options)
         plan = prepare_resume(options)
         view.launching(plan.headline, plan.command)
         return execute(plan.folder, plan.command, view, plan.start_step)
@@ -141,16 +141,6 @@ def _prepare_data(config: TrainConfig, view: TrainView):
         **config.data, model=config.model_name, max_length=int(config.training.get("max_length") or 1024)
     )
     return prepare(options, view.console)
-
-
-def _refuse_eval_flags(options: TrainOptions) -> None:
-    given = [flag for flag, value in (("--eval-rows", options.eval_rows is not None),
-             ("--eval-at-start", options.eval_at_start), ("--load-best", options.load_best)) if value]  # fmt: skip
-    if given:
-        raise SqlsftError(
-            f"--resume continues a run with its own config; drop {', '.join(given)}.",
-            "To change the config, start a new run.",
-        )
 
 
 def _check_validation_rows(config: TrainConfig, prepared) -> None:
@@ -275,11 +265,7 @@ def summarize(metrics: list[MetricsRow]) -> TrainSummary:
     if scored:
         out.last_eval = scored[-1]
         out.start_eval = scored[0] if scored[0].step == 0 else None
-        for evaluation in scored:  # only a strictly better score replaces the best (greater_is_better)
-            if evaluation.step > 0 and (
-                out.best_eval is None or evaluation.execution_accuracy > out.best_eval.execution_accuracy
-            ):
-                out.best_eval = evaluation
+        out.best_eval = best_evaluation(metrics)  # as the Trainer ranks checkpoints
     saved = first_event(metrics, MetricsEvent.SAVED, last=True)
     if saved is not None and saved.text("best_checkpoint"):
         out.model_checkpoint = Path(saved.text("best_checkpoint")).name
