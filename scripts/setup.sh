@@ -34,6 +34,12 @@ if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
 fi
 
+# an exact `uv sync` removes what no option asks for: keep llama-cpp-python when an earlier --llama
+# installed it (a later plain `setup.sh`, e.g. from demo.sh, would otherwise uninstall it)
+if [ "$want_llama" = 0 ] && [ -d .venv ] && ls .venv/lib/python3*/site-packages/llama_cpp >/dev/null 2>&1; then
+  want_llama=1
+  echo "==> keeping llama-cpp-python (installed by an earlier --llama)"
+fi
 extras=()
 if [ "$want_llama" = 1 ]; then
   extras=(--extra llama)
