@@ -157,6 +157,27 @@ def test_mysql_flavoured_schema_is_transpiled_for_validation(tmp_path):
     assert prepared.manifest["validation"]["train"]["executable_share"] == 1.0
 
 
+def test_a_test_file_beside_builtin_or_a_folder_is_the_test_split_and_part_of_the_key(tmp_path):
+    # it used to be read for local files only: builtin and folders kept their own test rows, silently
+    test = write_jsonl(tmp_path / "mine.jsonl", GOOD_ROWS[:6])
+    first = prepare(options(tmp_path, dataset="builtin", num_rows=100, test_file=str(test)))
+    data = first.load()
+    assert list(data["test"]["sql_prompt"]) == [r["sql_prompt"] for r in GOOD_ROWS[:6]]
+    assert len(data["validation"]) == 6 and len(data["train"]) == 94  # all 100 builtin rows train or validate
+    assert first.manifest["key"]["source"]["test_file"]["name"] == "mine.jsonl"
+    write_jsonl(test, GOOD_ROWS[6:9])  # other content, same name: another preparation
+    again = prepare(options(tmp_path, dataset="builtin", num_rows=100, test_file=str(test)))
+    assert not again.cache_hit and len(again.load()["test"]) == 3
+
+    repo = tmp_path / "folder"
+    (repo / "data").mkdir(parents=True)
+    write_jsonl(repo / "data" / "train.jsonl", GOOD_ROWS[9:])
+    write_jsonl(repo / "data" / "test.jsonl", GOOD_ROWS[:1])
+    assert len(prepare(options(tmp_path, dataset=str(repo), test_file=str(test))).load()["test"]) == 3
+    with pytest.raises(SqlsftError, match=r"--test-file .* does not exist"):
+        prepare(options(tmp_path, dataset="builtin", num_rows=100, test_file=str(tmp_path / "none.jsonl")))
+
+
 def test_hub_code_path_with_a_dataset_repository_laid_out_as_the_hub_serves_it(tmp_path):
     import pandas as pd
 

@@ -62,21 +62,30 @@ def local_files(options: PrepareOptions) -> dict[str, list[tuple[Path, str]]]:
     if options.test_file:
         files["test"] = [(Path(options.test_file).expanduser(), "--test-file")]
     for path, option in (entry for group in files.values() for entry in group):
-        if path.is_dir():
-            raise SqlsftError(
-                f"{option} {path} is a folder, not a data file.", f"Give one file ({SUPPORTED})."
-            )
-        if not path.is_file():
-            raise SqlsftError(f"{option} {path} does not exist.", "Check the path, or use --dataset builtin.")
-        if path.suffix.lower() not in LOCAL_FORMATS:
-            raise SqlsftError(
-                f"{option} {path}: '{path.suffix or 'no extension'}' is not a supported data file format.",
-                f"Supported: {SUPPORTED} (JSON Lines, JSON, CSV, Parquet).",
-            )
+        _check_data_file(path, option)
     formats = {LOCAL_FORMATS[p.suffix.lower()] for group in files.values() for p, _ in group}
     if len(formats) > 1:
         raise SqlsftError("Data files mix formats.", "Give files of one format (jsonl/json, csv or parquet).")
     return files
+
+
+def test_file(options: PrepareOptions) -> Path:
+    """--test-file beside a builtin, hub or folder source: checked like a local data file."""
+    path = Path(options.test_file).expanduser()
+    _check_data_file(path, "--test-file")
+    return path
+
+
+def _check_data_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise SqlsftError(f"{option} {path} is a folder, not a data file.", f"Give one file ({SUPPORTED}).")
+    if not path.is_file():
+        raise SqlsftError(f"{option} {path} does not exist.", "Check the path, or use --dataset builtin.")
+    if path.suffix.lower() not in LOCAL_FORMATS:
+        raise SqlsftError(
+            f"{option} {path}: '{path.suffix or 'no extension'}' is not a supported data file format.",
+            f"Supported: {SUPPORTED} (JSON Lines, JSON, CSV, Parquet).",
+        )
 
 
 def _file_digest(path: Path) -> str:
@@ -139,27 +148,28 @@ def _file_is_bad(builder: str, path: Path) -> bool:
 
 
 def _load_local_files(options: PrepareOptions) -> dict[str, Any]:
+    files = local_files(options)
+    builder = LOCAL_FORMATS[files["train"][0][0].suffix.lower()]
+    return {split: _read_files(builder, entries) for split, entries in files.items()}
+
+
+def _read_files(builder: str, entries: list[tuple[Path, str]]) -> Any:
+    """One split from its files (each with the option that named it), as a `datasets.Dataset`."""
     from datasets import load_dataset
 
-    files = local_files(options)
-    for path, option in (entry for group in files.values() for entry in group):
+    for path, option in entries:
         _check_readable(path, option)
-    builder = LOCAL_FORMATS[files["train"][0][0].suffix.lower()]
-    loaded = {}
-    for split, entries in files.items():
-        paths = [p for p, _ in entries]
-        try:
-            loaded[split] = load_dataset(builder, data_files=[str(p) for p in paths], split="train")
-        except Exception as exc:
-            bad = next((p for p in paths if _file_is_bad(builder, p)), paths[0])
-            raise SqlsftError(
-                f"Could not read {bad}: {_explain_bad_file(bad, exc)}.",
-                f"Fix the file, or check that it is valid {builder.upper()}.",
-            ) from exc
-        if len(loaded[split]) == 0:
-            raise SqlsftError(
-                f"{entries[0][1]} {paths[0]} has no rows.", "Give a file with at least one row."
-            )
+    paths = [p for p, _ in entries]
+    try:
+        loaded = load_dataset(builder, data_files=[str(p) for p in paths], split="train")
+    except Exception as exc:
+        bad = next((p for p in paths if _file_is_bad(builder, p)), paths[0])
+        raise SqlsftError(
+            f"Could not read {bad}: {_explain_bad_file(bad, exc)}.",
+            f"Fix the file, or check that it is valid {builder.upper()}.",
+        ) from exc
+    if len(loaded) == 0:
+        raise SqlsftError(f"{entries[0][1]} {paths[0]} has no rows.", "Give a file with at least one row.")
     return loaded
 
 
@@ -224,6 +234,9 @@ def source_identity(options: PrepareOptions) -> dict[str, Any]:
         )
     else:
         identity["name"] = options.dataset
+    if options.test_file and kind != SourceKind.FILES:  # FILES lists it above
+        path = test_file(options)
+        identity["test_file"] = {"name": path.name, "sha256": _file_digest(path)}
     return identity
 
 
@@ -236,14 +249,20 @@ def load_source(options: PrepareOptions) -> dict[str, Any]:
         from sqlsft.data.builtin.generator import DEFAULT_NUM_ROWS, generate_builtin_rows
 
         rows = generate_builtin_rows(options.num_rows or DEFAULT_NUM_ROWS, seed=options.seed)
-        return {"train": Dataset.from_list(rows)}
-    splits = _load_local_files(options) if kind == SourceKind.FILES else _load_hub_or_folder(options, kind)
-    if "train" not in splits:
-        raise SqlsftError(
-            f"Data set '{options.dataset}' has no train split (found: {', '.join(splits)}).",
-            "Name the training data 'train'.",
+        splits = {"train": Dataset.from_list(rows)}
+    else:
+        splits = (
+            _load_local_files(options) if kind == SourceKind.FILES else _load_hub_or_folder(options, kind)
         )
-    if options.num_rows:
+        if "train" not in splits:
+            raise SqlsftError(
+                f"Data set '{options.dataset}' has no train split (found: {', '.join(splits)}).",
+                "Name the training data 'train'.",
+            )
+    if options.test_file and kind != SourceKind.FILES:  # the file replaces the source's own test split
+        path = test_file(options)
+        splits["test"] = _read_files(LOCAL_FORMATS[path.suffix.lower()], [(path, "--test-file")])
+    if options.num_rows and kind != SourceKind.BUILTIN:  # builtin generated exactly num_rows
         splits = {k: v.select(range(min(options.num_rows, len(v)))) for k, v in splits.items()}
     return splits
 
