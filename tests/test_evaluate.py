@@ -271,6 +271,29 @@ def read_only_folder(path: Path):
         path.chmod(0o755)
 
 
+def test_the_engine_asked_for_is_part_of_what_an_eval_resumes_or_reuses(builtin_prepared, tmp_path):
+    # a resumed eval used to mix answers of two engines, and --compare reused another engine's figures
+    from sqlsft.eval.evaluate import eval_plan
+    from sqlsft.eval.model import EvalModel
+    from sqlsft.eval.rows import EvalRows
+
+    test = [dict(row) for row in builtin_prepared.split("test")]
+    data = EvalRows(test, "builtin", builtin_prepared, "test", len(test), "10 builtin test rows")
+    served_folder = EvalModel("model", None, tmp_path)
+    keys = {
+        engine: eval_plan(served_folder, str(tmp_path), data, EvalOptions(engine=engine)).key
+        for engine in ("vllm", "transformers", "llama.cpp")
+    }
+    assert len(set(keys.values())) == 3
+    assert eval_plan(served_folder, str(tmp_path), data, EvalOptions(engine="vllm")).key == keys["vllm"]
+    # a server given with --url: eval starts none, so the engine option plays no part
+    given = EvalModel("model", None, None)
+    plans = [
+        eval_plan(given, "http://127.0.0.1:8000/v1 m", data, EvalOptions(engine=e)) for e in ("vllm", "auto")
+    ]
+    assert plans[0].engine is None and plans[0].key == plans[1].key
+
+
 def test_an_unwritable_runs_folder_is_refused_before_any_question(builtin_prepared, tmp_path):
     with read_only_folder(tmp_path / "runs") as runs, ScriptedServer() as server:
         result = run_process("eval", "--url", server.url, "--limit", "2", env={"SQLSFT_RUNS_DIR": str(runs)})

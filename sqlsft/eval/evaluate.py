@@ -69,6 +69,7 @@ def eval_plan(model: EvalModel, identity: str, data: EvalRows, options: EvalOpti
         rows=len(data.rows),
         max_tokens=options.max_tokens,
         by=breakdown_columns(data.rows, options.by),
+        engine=options.engine if model.folder is not None else None,
     )
 
 

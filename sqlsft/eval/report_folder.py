@@ -46,6 +46,8 @@ class EvalPlan:
     rows: int
     max_tokens: int
     by: list[str]
+    # the engine asked for the server eval starts (answers differ between engines); None: a given --url
+    engine: str | None = None
     sqlsft_version: str = __version__
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
 
@@ -59,6 +61,7 @@ class EvalPlan:
             self.rows,
             self.max_tokens,
             self.by,
+            *([self.engine] if self.engine else []),  # a --url plan keeps the key it had before engines
         )
         return hashlib.sha256(json.dumps(same, default=str).encode()).hexdigest()[:16]
 
