@@ -69,7 +69,7 @@ def local_files(options: PrepareOptions) -> dict[str, list[tuple[Path, str]]]:
     return files
 
 
-def test_file(options: PrepareOptions) -> Path:
+def checked_test_file(options: PrepareOptions) -> Path:
     """--test-file beside a builtin, hub or folder source: checked like a local data file."""
     path = Path(options.test_file).expanduser()
     _check_data_file(path, "--test-file")
@@ -235,7 +235,7 @@ def source_identity(options: PrepareOptions) -> dict[str, Any]:
     else:
         identity["name"] = options.dataset
     if options.test_file and kind != SourceKind.FILES:  # FILES lists it above
-        path = test_file(options)
+        path = checked_test_file(options)
         identity["test_file"] = {"name": path.name, "sha256": _file_digest(path)}
     return identity
 
@@ -260,7 +260,7 @@ def load_source(options: PrepareOptions) -> dict[str, Any]:
                 "Name the training data 'train'.",
             )
     if options.test_file and kind != SourceKind.FILES:  # the file replaces the source's own test split
-        path = test_file(options)
+        path = checked_test_file(options)
         splits["test"] = _read_files(LOCAL_FORMATS[path.suffix.lower()], [(path, "--test-file")])
     if options.num_rows and kind != SourceKind.BUILTIN:  # builtin generated exactly num_rows
         splits = {k: v.select(range(min(options.num_rows, len(v)))) for k, v in splits.items()}
