@@ -1,6 +1,7 @@
 """Shared fixtures. Every test session gets its own cache and runs folders, so nothing leaks into ~/.cache."""
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ import pytest
 import setuptools  # noqa: F401
 
 ARTIFACTS_DIR = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+# A suite started in the background (`pytest &` in a script, nohup) has SIGINT ignored, and every process it
+# starts would inherit that: the Ctrl-C tests would signal processes that cannot hear it. A handled signal
+# is reset to its default in a child, so handling it here gives the children Python's usual Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)
