@@ -65,6 +65,32 @@ def test_liger_without_a_gpu_and_bf16_on_a_gpu_without_it():
     assert slow_bf16_warning(resolve_config(preset="demo"), cpu_plan, cpu_bf16=False) is None
 
 
+def test_the_memory_estimate_counts_a_token_budget_as_one_packed_sequence():
+    """The dry run used to count per_device_train_batch_size x max_length even where rows are packed into
+    micro-batches of tokens_per_micro_batch (the demo: 1,024 tokens, not 8 x 320)."""
+    from dataclasses import replace
+
+    from transformers import Gemma3TextConfig
+
+    from sqlsft.train.estimate import estimate_memory, model_shape
+
+    config = resolve_config(preset="demo")
+    gemma_270m = Gemma3TextConfig(
+        vocab_size=262_144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+        num_attention_heads=4, num_key_value_heads=1, head_dim=256, architectures=["Gemma3ForCausalLM"],
+    )  # fmt: skip
+    shape = model_shape(gemma_270m, config)
+    packed = estimate_memory(shape, config)
+    assert packed.tokens_per_step == config.training["tokens_per_micro_batch"] == 1024
+    four_times = estimate_memory(
+        shape, replace(config, training={**config.training, "tokens_per_micro_batch": 4096})
+    )
+    assert four_times.activations_gib == pytest.approx(4 * packed.activations_gib)
+    unpacked = {k: v for k, v in config.training.items() if k != "tokens_per_micro_batch"}
+    rows = estimate_memory(shape, replace(config, training={**unpacked, "per_device_train_batch_size": 8}))
+    assert rows.tokens_per_step == 8 * config.training["max_length"]
+
+
 def test_disk_estimate_and_the_no_free_disk_error(tmp_path):
     demo = resolve_config(preset="demo")
     needed = estimate_disk_gib(demo, 536_223_056, "bfloat16")  # the embedded 270M, trained in fp32

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlsft.common.errors import SqlsftError
 from sqlsft.train.config import TrainConfig
 from sqlsft.train.freeze import FREEZE_EMBEDDINGS_KEY, frozen_parameter_count
+from sqlsft.train.token_budget import TOKEN_BUDGET_KEY
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "auto": 2}
 NF4_BYTES = 0.5 + 4 / 64  # 4 bits per weight + one fp32 scale per block of 64
@@ -48,7 +49,7 @@ class MemoryEstimate:
     weights_gib: float
     training_state_gib: float
     activations_gib: float
-    tokens_per_step: int  # per process: batch x max_length
+    tokens_per_step: int  # per process: the token budget of a packed micro-batch, else batch x max_length
 
     @property
     def total_gib(self) -> float:
@@ -149,8 +150,12 @@ def estimate_memory(
         state = shape.trainable_params * dtype_bytes * 3
     if fsdp and processes > 1:
         weights, state = weights / processes, state / processes
-    batch = int(training.get("per_device_train_batch_size") or 8)
-    sequence = int(training.get("max_length") or 1024)
+    budget = training.get(TOKEN_BUDGET_KEY)
+    if isinstance(budget, int) and not isinstance(budget, bool):  # packed: one sequence of the budget
+        batch, sequence = 1, budget
+    else:  # rows padded to the batch's longest, at most max_length (`auto` is sized on the GPU itself)
+        batch = int(training.get("per_device_train_batch_size") or 8)
+        sequence = int(training.get("max_length") or 1024)
     tokens = batch * sequence
     act_bytes = 2 if (training.get("bf16") or training.get("fp16") or dtype_bytes == 2) else 4
     per_layer_token = ACTIVATION_FACTOR * shape.hidden_size * act_bytes / 2
